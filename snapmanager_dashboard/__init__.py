@@ -1,0 +1,1 @@
+"""Snapmanager's Horizon plugin (Project > Compute > Snapshots)."""

@@ -1,0 +1,1 @@
+"""Snapmanager: scheduled, rotating, restorable snapshots of instances."""

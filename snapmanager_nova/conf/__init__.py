@@ -1,0 +1,19 @@
+"""Snapmanager's configuration options, one module per option group.
+
+Every process imports ``CONF`` from here; ``register_opts`` runs once at
+import so that any module may read an option without caring about order.
+"""
+
+from oslo_config import cfg
+
+from snapmanager_nova.conf import api
+from snapmanager_nova.conf import compute
+from snapmanager_nova.conf import conductor
+from snapmanager_nova.conf import database
+from snapmanager_nova.conf import default
+from snapmanager_nova.conf import rbd
+
+CONF = cfg.CONF
+
+for _module in (default, api, compute, conductor, database, rbd):
+    _module.register_opts(CONF)

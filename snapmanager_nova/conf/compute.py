@@ -1,0 +1,77 @@
+"""Options of the [compute] group: the agent beside nova-compute."""
+
+from oslo_config import cfg
+
+compute_group = cfg.OptGroup(
+    "compute",
+    title="Compute agent options",
+    help="Options of snapmanager-compute, which runs on every nova-compute "
+    "host and performs the libvirt and Ceph RBD operations.",
+)
+
+compute_opts = [
+    cfg.StrOpt(
+        "libvirt_uri",
+        default="qemu:///system",
+        help="libvirt connection URI; the same hypervisor nova-compute uses.",
+    ),
+    cfg.StrOpt(
+        "instances_path",
+        default="/var/lib/nova/instances",
+        help="Nova's `[DEFAULT] instances_path` on this host, where "
+        "file-backed disks live as `<uuid>/disk` over `_base/<hash>`.",
+    ),
+    cfg.StrOpt(
+        "snapshot_store_path",
+        default="$state_path/snapshots",
+        help="Where snapshots of file-backed disks are stored, per instance "
+        "and per snapshot. Must not be inside `instances_path`: Nova owns "
+        "that tree.",
+    ),
+    cfg.ListOpt(
+        "skip_disks",
+        default=["disk.config", "disk.swap"],
+        help="Disk file names (file-backed) or image name suffixes (RBD, "
+        "after `<uuid>_`) that are never snapshotted.",
+    ),
+    cfg.IntOpt(
+        "workers",
+        default=4,
+        min=1,
+        help="Most snapshot, restore or delete operations this agent runs at "
+        "once. Operations on one instance are always serialized.",
+    ),
+    cfg.IntOpt(
+        "call_timeout",
+        default=300,
+        min=1,
+        help="Seconds one libvirt or Ceph call may take before the operation "
+        "fails with a timeout.",
+    ),
+    cfg.StrOpt(
+        "file_snapshot_mode",
+        default="external",
+        choices=[
+            (
+                "external",
+                "External disk-only snapshot, copy the frozen "
+                "layer, then active block commit with pivot.",
+            ),
+            (
+                "backup",
+                "libvirt's backup API: a point-in-time copy pulled "
+                "without any overlay on the live disk.",
+            ),
+        ],
+        help="How file-backed (qcow2) disks are snapshotted.",
+    ),
+]
+
+
+def register_opts(conf):
+    conf.register_group(compute_group)
+    conf.register_opts(compute_opts, group=compute_group)
+
+
+def list_opts():
+    return {compute_group: compute_opts}

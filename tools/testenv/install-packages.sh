@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Install the Debian packages that Snapmanager's test environment and its
+# development venv need: MariaDB, RabbitMQ, libvirt with QEMU, single-node
+# Ceph, and the headers libvirt-python builds against.
+#
+# Idempotent: packages already present are not fetched again.
+set -euo pipefail
+
+PACKAGES=(
+    # Database and message bus.
+    mariadb-server mariadb-client
+    rabbitmq-server
+    # Hypervisor: libvirtd, virtlogd, QEMU under TCG, qemu-img.
+    libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients
+    qemu-system-x86 qemu-utils
+    # libvirt-python is built from source against these.
+    libvirt-dev pkg-config
+    # Single-node Ceph and its Python bindings (not on PyPI).
+    ceph-mon ceph-osd ceph-common python3-rados python3-rbd
+)
+
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+        missing+=("$pkg")
+    fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+    echo "install-packages: all ${#PACKAGES[@]} packages present"
+    exit 0
+fi
+
+echo "install-packages: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+# Packaged services must not be started by the package scripts: the test
+# environment starts private copies itself.
+policy=/usr/sbin/policy-rc.d
+created_policy=0
+if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' > "$policy"
+    chmod +x "$policy"
+    created_policy=1
+fi
+trap '[ "$created_policy" = 1 ] && rm -f "$policy"' EXIT
+apt-get install -y -qq --no-install-recommends "${missing[@]}"
