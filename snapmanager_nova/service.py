@@ -16,6 +16,11 @@ def prepare(argv=None, default_config_files=None):
     them /etc/snapmanager/snapmanager.conf is read when it exists.
     """
     logging.register_options(CONF)
+    # alembic announces its plugins and context at INFO on every command;
+    # that drowns the one line `snapmanager-manage db version` prints.
+    logging.set_defaults(
+        default_log_levels=logging.get_default_log_levels() + ["alembic=WARN"]
+    )
     argv = sys.argv[1:] if argv is None else argv
     CONF(
         argv,

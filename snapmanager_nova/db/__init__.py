@@ -1,0 +1,1 @@
+"""Snapmanager's own database: models, query API (api) and migrations."""

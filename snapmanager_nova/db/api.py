@@ -1,0 +1,756 @@
+"""Queries on Snapmanager's own database.
+
+Every function takes a request context first and runs in an oslo.db
+enginefacade transaction: ``@context_manager.reader`` or ``.writer``
+opens one (or joins the caller's, so several calls can share a
+transaction by nesting them in ``with context_manager.writer.using(ctx)``)
+and attaches its session to the context as ``context.session``. That
+needs a context class decorated with
+``enginefacade.transaction_context_provider``, such as
+:class:`snapmanager_nova.context.RequestContext`.
+
+The engine comes from the ``[database]`` options of ``cfg.CONF`` (which is
+Snapmanager's ``CONF``), read on the first query, so importing this module
+never connects anywhere.
+
+Functions return model objects that stay readable after the transaction
+(``expire_on_commit`` is off in oslo.db) and raise the exceptions of
+:mod:`snapmanager_nova.exception`, never oslo.db's or SQLAlchemy's, for
+the errors a caller can act on. Datetimes may be passed aware or naive
+UTC and come back aware UTC (see :mod:`snapmanager_nova.db.models`).
+"""
+
+import sqlalchemy as sa
+from oslo_db import exception as db_exc
+from oslo_db.sqlalchemy import enginefacade
+from sqlalchemy.dialects import mysql
+from sqlalchemy.dialects import sqlite
+
+from snapmanager_nova import conf as sm_conf  # noqa: F401 registers options
+from snapmanager_nova import exception
+from snapmanager_nova.db import models
+
+context_manager = enginefacade.transaction_context()
+# Foreign keys are part of the schema's contract (no snapshot of a missing
+# instance); SQLite only enforces them when told to on every connection.
+context_manager.configure(sqlite_fk=True)
+
+
+def get_engine():
+    """The writer engine, e.g. for migrations (connects on first use)."""
+    return context_manager.writer.get_engine()
+
+
+# Fields a caller may set; identity, counters and bookkeeping columns are
+# maintained here only.
+_INSTANCE_FIELDS = frozenset(
+    (
+        "project_id",
+        "host",
+        "backend",
+        "snapshot_enabled",
+        "daily",
+        "keep_after_delete",
+        "deleted_at",
+    )
+)
+_SCHEDULE_CREATE_FIELDS = frozenset(
+    (
+        "instance_uuid",
+        "project_id",
+        "is_project_default",
+        "family",
+        "spec",
+        "timezone",
+        "retention",
+        "enabled",
+        "next_run_at",
+        "last_run_at",
+    )
+)
+# A schedule keeps its owner: moving it would silently change which
+# snapshots its retention applies to.
+_SCHEDULE_UPDATE_FIELDS = _SCHEDULE_CREATE_FIELDS - {
+    "instance_uuid",
+    "project_id",
+    "is_project_default",
+}
+_SNAPSHOT_RESULT_FIELDS = frozenset(
+    (
+        "snapshot_index",
+        "backend",
+        "disks",
+        "size_bytes",
+        "quiesced",
+        "error",
+        "completed_at",
+        "expires_at",
+        "deleted_at",
+    )
+)
+_SNAPSHOT_CREATE_FIELDS = _SNAPSHOT_RESULT_FIELDS | {
+    "instance_uuid",
+    "schedule_id",
+    "project_id",
+    "window_start",
+    "status",
+}
+_OPERATION_CREATE_FIELDS = frozenset(
+    ("type", "instance_uuid", "snapshot_id", "project_id", "step")
+)
+_OPERATION_UPDATE_FIELDS = frozenset(
+    ("state", "progress", "step", "error", "snapshot_id")
+)
+
+
+def _check_fields(values, allowed, what):
+    unknown = set(values) - allowed
+    if unknown:
+        raise exception.Invalid(
+            reason=f"{what} cannot set {', '.join(sorted(unknown))}"
+        )
+
+
+def _check_choice(what, value, choices):
+    if value not in choices:
+        raise exception.Invalid(
+            reason=f"{what} must be one of {', '.join(choices)}, not {value!r}"
+        )
+
+
+def _require(values, what, *names):
+    missing = [name for name in names if values.get(name) is None]
+    if missing:
+        raise exception.Invalid(reason=f"{what} needs {', '.join(missing)}")
+
+
+def _get(session, model, key):
+    """Read a row from the database, not from the session's cache.
+
+    The conditional UPDATEs here are Core statements that bypass the
+    session's identity map, so a cached object could be stale.
+    """
+    return session.get(model, key, populate_existing=True)
+
+
+def _upsert(session, model, values, key_columns, update_values):
+    """INSERT ``values``, or UPDATE ``update_values`` on a key clash.
+
+    One statement, so concurrent callers (two conductors syncing the same
+    instance, a service restarting) never see a duplicate-key error.
+    """
+    table = model.__table__
+    dialect = session.get_bind().dialect.name
+    if dialect in ("mysql", "mariadb"):
+        stmt = (
+            mysql.insert(table)
+            .values(values)
+            .on_duplicate_key_update(update_values)
+        )
+    elif dialect == "sqlite":
+        stmt = (
+            sqlite.insert(table)
+            .values(values)
+            .on_conflict_do_update(
+                index_elements=key_columns, set_=update_values
+            )
+        )
+    else:
+        raise exception.SnapmanagerException(
+            f"Database dialect {dialect} is not supported."
+        )
+    session.execute(stmt)
+
+
+def _conditional_update(session, model, key, where, values):
+    """UPDATE one row only if ``where`` still holds; True if it did.
+
+    The check and the write are one statement, so of two concurrent
+    writers expecting the same state exactly one wins.
+    """
+    pk = sa.inspect(model).primary_key[0]
+    result = session.execute(
+        sa.update(model)
+        .where(pk == key, *where)
+        .values(values)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
+
+
+def _paginate(session, stmt, model, limit, marker, sort_dir):
+    """Keyset pagination on (created_at, id): stable under inserts."""
+    _check_choice("sort_dir", sort_dir, ("asc", "desc"))
+    if marker is not None:
+        last = session.get(model, marker)
+        if last is None:
+            raise exception.MarkerNotFound(marker=marker)
+        after = (
+            (lambda col, val: col > val)
+            if sort_dir == "asc"
+            else (lambda col, val: col < val)
+        )
+        stmt = stmt.where(
+            sa.or_(
+                after(model.created_at, last.created_at),
+                sa.and_(
+                    model.created_at == last.created_at,
+                    after(model.id, last.id),
+                ),
+            )
+        )
+    order = sa.asc if sort_dir == "asc" else sa.desc
+    stmt = stmt.order_by(order(model.created_at), order(model.id))
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    return list(session.execute(stmt).scalars())
+
+
+def _in(column, value):
+    """``column = value``, or ``column IN value`` for a list or tuple."""
+    if isinstance(value, list | tuple | set | frozenset):
+        return column.in_(value)
+    return column == value
+
+
+# Instances
+
+
+def _instance_get(session, instance_uuid):
+    instance = _get(session, models.Instance, instance_uuid)
+    if instance is None:
+        raise exception.InstanceNotFound(instance_uuid=instance_uuid)
+    return instance
+
+
+@context_manager.reader
+def instance_get(context, instance_uuid):
+    return _instance_get(context.session, instance_uuid)
+
+
+@context_manager.writer
+def instance_create_or_update(context, instance_uuid, values):
+    """Record what Nova says about an instance; create it if new.
+
+    Creating needs ``project_id``; without it the instance must exist.
+    ``snapshot_index``, ``root_index`` and ``committed`` are not set here:
+    see :func:`instance_allocate_snapshot_index` and
+    :func:`instance_set_progress`.
+    """
+    _check_fields(values, _INSTANCE_FIELDS, "instance")
+    if values.get("backend") is not None:
+        _check_choice("backend", values["backend"], models.BACKENDS)
+    session = context.session
+    changes = dict(values, updated_at=models.utcnow())
+    if values.get("project_id") is None:
+        if not _conditional_update(
+            session, models.Instance, instance_uuid, (), changes
+        ):
+            raise exception.InstanceNotFound(instance_uuid=instance_uuid)
+    else:
+        _upsert(
+            session,
+            models.Instance,
+            dict(values, uuid=instance_uuid),
+            ["uuid"],
+            changes,
+        )
+    return _get(session, models.Instance, instance_uuid)
+
+
+@context_manager.reader
+def instance_list(context, project_id=None, host=None, include_deleted=False):
+    stmt = sa.select(models.Instance)
+    if project_id is not None:
+        stmt = stmt.where(models.Instance.project_id == project_id)
+    if host is not None:
+        stmt = stmt.where(models.Instance.host == host)
+    if not include_deleted:
+        stmt = stmt.where(models.Instance.deleted_at.is_(None))
+    stmt = stmt.order_by(models.Instance.created_at, models.Instance.uuid)
+    return list(context.session.execute(stmt).scalars())
+
+
+@context_manager.writer
+def instance_allocate_snapshot_index(context, instance_uuid):
+    """Return a new snapshot index for the instance, never given before.
+
+    The increment is a single UPDATE, so concurrent callers queue on the
+    row lock and each reads back its own value in the same transaction.
+    """
+    session = context.session
+    instance = models.Instance
+    if not _conditional_update(
+        session,
+        instance,
+        instance_uuid,
+        (),
+        {"snapshot_index": instance.snapshot_index + 1},
+    ):
+        raise exception.InstanceNotFound(instance_uuid=instance_uuid)
+    return session.execute(
+        sa.select(instance.snapshot_index).where(
+            instance.uuid == instance_uuid
+        )
+    ).scalar_one()
+
+
+@context_manager.writer
+def instance_set_progress(context, instance_uuid, committed, root_index=None):
+    """Record the file backend's commit progress.
+
+    ``root_index`` may only name an index already allocated.
+    """
+    session = context.session
+    instance = models.Instance
+    values = {"committed": committed, "updated_at": models.utcnow()}
+    where = ()
+    if root_index is not None:
+        values["root_index"] = root_index
+        where = (instance.snapshot_index >= root_index,)
+    if not _conditional_update(
+        session, instance, instance_uuid, where, values
+    ):
+        current = _instance_get(session, instance_uuid)
+        raise exception.Invalid(
+            reason=f"root_index {root_index} of instance {instance_uuid} "
+            f"is beyond its last snapshot index {current.snapshot_index}"
+        )
+    return _get(session, instance, instance_uuid)
+
+
+# Schedules
+
+
+def _schedule_get(session, schedule_id):
+    schedule = _get(session, models.Schedule, schedule_id)
+    if schedule is None:
+        raise exception.ScheduleNotFound(schedule_id=schedule_id)
+    return schedule
+
+
+def _check_project(what, values, instance):
+    """Fill ``project_id`` from the instance, or check it agrees."""
+    project_id = values.setdefault("project_id", instance.project_id)
+    if project_id != instance.project_id:
+        raise exception.Invalid(
+            reason=f"{what} of project {project_id} cannot belong to "
+            f"instance {instance.uuid} of project {instance.project_id}"
+        )
+
+
+@context_manager.writer
+def schedule_create(context, values):
+    """Create an instance's schedule, or a project default.
+
+    A project default (``is_project_default``) has no instance and needs
+    ``project_id``; any other schedule names an existing instance.
+    """
+    _check_fields(values, _SCHEDULE_CREATE_FIELDS, "schedule")
+    _require(values, "a schedule", "family", "spec")
+    _check_choice("family", values["family"], models.SCHEDULE_FAMILIES)
+    session = context.session
+    values = dict(values)
+    if values.get("is_project_default"):
+        if values.get("instance_uuid") is not None:
+            raise exception.Invalid(
+                reason="a project default schedule has no instance"
+            )
+        _require(values, "a project default schedule", "project_id")
+    else:
+        _require(values, "a schedule", "instance_uuid")
+        instance = _instance_get(session, values["instance_uuid"])
+        _check_project("a schedule", values, instance)
+    schedule = models.Schedule(**values)
+    session.add(schedule)
+    session.flush()
+    return schedule
+
+
+@context_manager.reader
+def schedule_get(context, schedule_id):
+    return _schedule_get(context.session, schedule_id)
+
+
+@context_manager.reader
+def schedule_list(
+    context,
+    instance_uuid=None,
+    project_id=None,
+    is_project_default=None,
+    enabled=None,
+):
+    """Schedules matching every filter given, oldest first.
+
+    ``project_id=P, is_project_default=True`` gives the defaults of P.
+    """
+    schedule = models.Schedule
+    stmt = sa.select(schedule)
+    if instance_uuid is not None:
+        stmt = stmt.where(schedule.instance_uuid == instance_uuid)
+    if project_id is not None:
+        stmt = stmt.where(schedule.project_id == project_id)
+    if is_project_default is not None:
+        stmt = stmt.where(schedule.is_project_default == is_project_default)
+    if enabled is not None:
+        stmt = stmt.where(schedule.enabled == enabled)
+    stmt = stmt.order_by(schedule.created_at, schedule.id)
+    return list(context.session.execute(stmt).scalars())
+
+
+@context_manager.writer
+def schedule_update(context, schedule_id, values):
+    _check_fields(values, _SCHEDULE_UPDATE_FIELDS, "a schedule update")
+    if "family" in values:
+        _check_choice("family", values["family"], models.SCHEDULE_FAMILIES)
+    session = context.session
+    schedule = _schedule_get(session, schedule_id)
+    for name, value in values.items():
+        setattr(schedule, name, value)
+    session.flush()
+    return schedule
+
+
+@context_manager.writer
+def schedule_delete(context, schedule_id):
+    """Delete a schedule; its snapshots stay, without a schedule."""
+    result = context.session.execute(
+        sa.delete(models.Schedule).where(models.Schedule.id == schedule_id)
+    )
+    if result.rowcount != 1:
+        raise exception.ScheduleNotFound(schedule_id=schedule_id)
+
+
+@context_manager.reader
+def schedule_get_due(context, now, limit=None):
+    """Enabled schedules whose next run is at or before ``now``.
+
+    Most overdue first, so a conductor that takes only ``limit`` of them
+    per tick never starves the oldest.
+    """
+    schedule = models.Schedule
+    stmt = (
+        sa.select(schedule)
+        .where(schedule.enabled == sa.true(), schedule.next_run_at <= now)
+        .order_by(schedule.next_run_at, schedule.id)
+    )
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    return list(context.session.execute(stmt).scalars())
+
+
+# Snapshots
+
+
+def _snapshot_get(session, snapshot_id):
+    snapshot = _get(session, models.Snapshot, snapshot_id)
+    if snapshot is None:
+        raise exception.SnapshotNotFound(snapshot_id=snapshot_id)
+    return snapshot
+
+
+@context_manager.writer
+def snapshot_create(context, values):
+    """Record a snapshot, normally in ``creating`` before the agent works.
+
+    Raises DuplicateWindow if the schedule already has a snapshot for
+    ``window_start``: the conductor that gets it lost the race for that
+    window and must not snapshot again. ``window_start`` defaults to now
+    (an on-demand snapshot) and ``project_id`` to the instance's.
+    """
+    _check_fields(values, _SNAPSHOT_CREATE_FIELDS, "snapshot")
+    _require(values, "a snapshot", "instance_uuid")
+    values = dict(values)
+    values.setdefault("window_start", models.utcnow())
+    _check_choice(
+        "status",
+        values.setdefault("status", models.SNAPSHOT_CREATING),
+        models.SNAPSHOT_STATUSES,
+    )
+    session = context.session
+    # Checked first for a clear error; the foreign keys still guard the
+    # insert itself.
+    instance = _instance_get(session, values["instance_uuid"])
+    _check_project("a snapshot", values, instance)
+    schedule_id = values.get("schedule_id")
+    if schedule_id is not None:
+        schedule = _schedule_get(session, schedule_id)
+        if schedule.instance_uuid not in (None, instance.uuid):
+            raise exception.Invalid(
+                reason=f"schedule {schedule_id} is not a schedule of "
+                f"instance {instance.uuid}"
+            )
+    snapshot = models.Snapshot(**values)
+    session.add(snapshot)
+    try:
+        session.flush()
+    except db_exc.DBDuplicateEntry:
+        # The id is generated here, so the only key that can clash is
+        # the window's.
+        raise exception.DuplicateWindow(
+            schedule_id=schedule_id, window_start=values["window_start"]
+        ) from None
+    except db_exc.DBReferenceError as exc:
+        if exc.key == "schedule_id":
+            raise exception.ScheduleNotFound(schedule_id=schedule_id) from exc
+        raise exception.InstanceNotFound(
+            instance_uuid=values["instance_uuid"]
+        ) from exc
+    return snapshot
+
+
+@context_manager.reader
+def snapshot_get(context, snapshot_id):
+    return _snapshot_get(context.session, snapshot_id)
+
+
+@context_manager.reader
+def snapshot_list(
+    context,
+    instance_uuid=None,
+    project_id=None,
+    status=None,
+    schedule_id=None,
+    limit=None,
+    marker=None,
+    sort_dir="asc",
+):
+    """Snapshots matching every filter, one page at a time.
+
+    Ordered by (created_at, id); ``marker`` is the id of the last snapshot
+    of the previous page. ``status`` may be one status or a list.
+    """
+    snapshot = models.Snapshot
+    stmt = sa.select(snapshot)
+    if instance_uuid is not None:
+        stmt = stmt.where(snapshot.instance_uuid == instance_uuid)
+    if project_id is not None:
+        stmt = stmt.where(snapshot.project_id == project_id)
+    if status is not None:
+        stmt = stmt.where(_in(snapshot.status, status))
+    if schedule_id is not None:
+        stmt = stmt.where(snapshot.schedule_id == schedule_id)
+    return _paginate(context.session, stmt, snapshot, limit, marker, sort_dir)
+
+
+@context_manager.writer
+def snapshot_update_status(context, snapshot_id, new_status, **fields):
+    """Move a snapshot to ``new_status`` and record ``fields`` with it.
+
+    Only the moves of ``models.SNAPSHOT_TRANSITIONS`` are allowed; any
+    other raises InvalidStatusTransition naming both statuses, and so does
+    losing a race to a concurrent writer. ``completed_at`` defaults to now
+    on reaching available or error the first time, ``deleted_at`` on
+    reaching deleted.
+    """
+    _check_choice("status", new_status, models.SNAPSHOT_STATUSES)
+    _check_fields(fields, _SNAPSHOT_RESULT_FIELDS, "a snapshot update")
+    session = context.session
+    snapshot = models.Snapshot
+    now = models.utcnow()
+    values = dict(fields, status=new_status, updated_at=now)
+    if new_status in (models.SNAPSHOT_AVAILABLE, models.SNAPSHOT_ERROR):
+        values.setdefault(
+            "completed_at",
+            sa.func.coalesce(
+                snapshot.completed_at, sa.literal(now, models.UTCDateTime())
+            ),
+        )
+    if new_status == models.SNAPSHOT_DELETED:
+        values.setdefault("deleted_at", now)
+    allowed_from = [
+        old
+        for old, targets in models.SNAPSHOT_TRANSITIONS.items()
+        if new_status in targets
+    ]
+    if not _conditional_update(
+        session,
+        snapshot,
+        snapshot_id,
+        (snapshot.status.in_(allowed_from),),
+        values,
+    ):
+        current = _snapshot_get(session, snapshot_id)
+        raise exception.InvalidStatusTransition(
+            resource="Snapshot",
+            resource_id=snapshot_id,
+            from_status=current.status,
+            to_status=new_status,
+        )
+    return _get(session, snapshot, snapshot_id)
+
+
+@context_manager.writer
+def snapshot_update(context, snapshot_id, values):
+    """Change a snapshot's recorded details, never its status.
+
+    E.g. retention setting ``expires_at``; status changes go through
+    :func:`snapshot_update_status`.
+    """
+    _check_fields(values, _SNAPSHOT_RESULT_FIELDS, "a snapshot update")
+    session = context.session
+    snapshot = _snapshot_get(session, snapshot_id)
+    for name, value in values.items():
+        setattr(snapshot, name, value)
+    session.flush()
+    return snapshot
+
+
+# Operations
+
+
+def _operation_get(session, operation_id):
+    operation = _get(session, models.Operation, operation_id)
+    if operation is None:
+        raise exception.OperationNotFound(operation_id=operation_id)
+    return operation
+
+
+def _check_operation_snapshot(session, snapshot_id, instance_uuid):
+    snapshot = _snapshot_get(session, snapshot_id)
+    if snapshot.instance_uuid != instance_uuid:
+        raise exception.Invalid(
+            reason=f"snapshot {snapshot_id} is not a snapshot of instance "
+            f"{instance_uuid}"
+        )
+
+
+def _check_progress(values):
+    progress = values.get("progress")
+    if progress is not None and not 0 <= progress <= 100:
+        raise exception.Invalid(
+            reason=f"progress must be within 0-100, not {progress}"
+        )
+
+
+@context_manager.writer
+def operation_create(context, values):
+    """Record a requested operation, in ``pending``."""
+    _check_fields(values, _OPERATION_CREATE_FIELDS, "operation")
+    _require(values, "an operation", "type", "instance_uuid")
+    _check_choice("type", values["type"], models.OPERATION_TYPES)
+    values = dict(values)
+    session = context.session
+    instance = _instance_get(session, values["instance_uuid"])
+    _check_project("an operation", values, instance)
+    if values.get("snapshot_id") is not None:
+        _check_operation_snapshot(
+            session, values["snapshot_id"], instance.uuid
+        )
+    operation = models.Operation(**values)
+    session.add(operation)
+    session.flush()
+    return operation
+
+
+@context_manager.reader
+def operation_get(context, operation_id):
+    return _operation_get(context.session, operation_id)
+
+
+@context_manager.reader
+def operation_list(context, instance_uuid=None, project_id=None, state=None):
+    """Operations matching every filter, oldest first."""
+    operation = models.Operation
+    stmt = sa.select(operation)
+    if instance_uuid is not None:
+        stmt = stmt.where(operation.instance_uuid == instance_uuid)
+    if project_id is not None:
+        stmt = stmt.where(operation.project_id == project_id)
+    if state is not None:
+        stmt = stmt.where(_in(operation.state, state))
+    stmt = stmt.order_by(operation.created_at, operation.id)
+    return list(context.session.execute(stmt).scalars())
+
+
+@context_manager.writer
+def operation_update(context, operation_id, values):
+    """Record an operation's progress or result.
+
+    A finished operation (succeeded or failed) cannot change any more;
+    ``finished_at`` is set on finishing, and ``progress`` becomes 100 on
+    success unless given.
+    """
+    _check_fields(values, _OPERATION_UPDATE_FIELDS, "an operation update")
+    _check_progress(values)
+    session = context.session
+    operation = models.Operation
+    now = models.utcnow()
+    values = dict(values, updated_at=now)
+    state = values.get("state")
+    if state is None:
+        allowed_from = [
+            old
+            for old, targets in models.OPERATION_TRANSITIONS.items()
+            if targets
+        ]
+    else:
+        _check_choice("state", state, models.OPERATION_STATES)
+        allowed_from = [
+            old
+            for old, targets in models.OPERATION_TRANSITIONS.items()
+            if state in targets
+        ]
+        if not models.OPERATION_TRANSITIONS[state]:
+            values["finished_at"] = now
+        if state == models.OPERATION_SUCCEEDED:
+            values.setdefault("progress", 100)
+    if values.get("snapshot_id") is not None:
+        current = _operation_get(session, operation_id)
+        _check_operation_snapshot(
+            session, values["snapshot_id"], current.instance_uuid
+        )
+    if not _conditional_update(
+        session,
+        operation,
+        operation_id,
+        (operation.state.in_(allowed_from),),
+        values,
+    ):
+        current = _operation_get(session, operation_id)
+        raise exception.InvalidStatusTransition(
+            resource="Operation",
+            resource_id=operation_id,
+            from_status=current.state,
+            to_status=state or current.state,
+        )
+    return _get(session, operation, operation_id)
+
+
+# Services
+
+
+@context_manager.writer
+def service_heartbeat(context, binary, host, topic=None):
+    """Record that ``binary`` on ``host`` is alive now."""
+    session = context.session
+    now = models.utcnow()
+    _upsert(
+        session,
+        models.Service,
+        {
+            "binary": binary,
+            "host": host,
+            "topic": topic,
+            "last_seen_at": now,
+            "created_at": now,
+        },
+        ["binary", "host"],
+        {"topic": topic, "last_seen_at": now},
+    )
+    service = models.Service
+    return session.execute(
+        sa.select(service)
+        .where(service.binary == binary, service.host == host)
+        .execution_options(populate_existing=True)
+    ).scalar_one()
+
+
+@context_manager.reader
+def service_list(context, binary=None):
+    service = models.Service
+    stmt = sa.select(service)
+    if binary is not None:
+        stmt = stmt.where(service.binary == binary)
+    stmt = stmt.order_by(service.binary, service.host)
+    return list(context.session.execute(stmt).scalars())

@@ -1,0 +1,316 @@
+"""Snapmanager's own tables, as SQLAlchemy 2.0 declarative models.
+
+Everything is keyed by the Nova instance UUID; Nova's tables are never
+read or written. The alembic revisions in the top-level ``db/migrations``
+create exactly this schema, and a functional test compares the two on
+SQLite and MariaDB after every change.
+
+Time
+    Every timestamp is stored as a timezone-naive ``DATETIME`` holding UTC
+    (with microseconds on MySQL/MariaDB, whose ``DATETIME`` would otherwise
+    round them away: snapshot windows are compared for equality, so the
+    value read back must be the value written). The conversion happens in
+    one place, :class:`UTCDateTime`: values written may be aware (any
+    zone, converted to UTC) or naive (taken as UTC, the oslo convention of
+    ``timeutils.utcnow()``); values read back are always aware UTC, so the
+    schedule code can compare them with its own aware datetimes without a
+    ``TypeError`` or a silent zone mistake.
+
+Names
+    Constraints and indexes follow :data:`NAMING_CONVENTION`, so alembic,
+    SQLite and MariaDB agree on every name and a later migration can drop
+    or alter one by a name known in advance.
+
+Enumerations
+    Status-like columns are short strings validated by the DB API rather
+    than database ENUMs: adding a state then needs no table rebuild, and the
+    allowed transitions, which an ENUM could not express, live in the DB
+    API anyway.
+"""
+
+import datetime
+import uuid
+
+import sqlalchemy as sa
+from sqlalchemy import orm
+from sqlalchemy.dialects import mysql
+
+NAMING_CONVENTION = {
+    "pk": "pk_%(table_name)s",
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+}
+
+# InnoDB for foreign keys and row locks; utf8mb4 so any name fits.
+MYSQL_TABLE_ARGS = {"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4"}
+
+BACKENDS = ("file", "rbd", "volume")
+
+SCHEDULE_FAMILIES = ("daily", "weekly", "monthly", "every", "netapp", "cron")
+
+SNAPSHOT_CREATING = "creating"
+SNAPSHOT_AVAILABLE = "available"
+SNAPSHOT_ERROR = "error"
+SNAPSHOT_DELETING = "deleting"
+SNAPSHOT_DELETED = "deleted"
+SNAPSHOT_STATUSES = (
+    SNAPSHOT_CREATING,
+    SNAPSHOT_AVAILABLE,
+    SNAPSHOT_ERROR,
+    SNAPSHOT_DELETING,
+    SNAPSHOT_DELETED,
+)
+# The only moves a snapshot's status may make; the DB API enforces them
+# with a conditional UPDATE so that two writers cannot both make one.
+SNAPSHOT_TRANSITIONS = {
+    SNAPSHOT_CREATING: (SNAPSHOT_AVAILABLE, SNAPSHOT_ERROR),
+    SNAPSHOT_AVAILABLE: (SNAPSHOT_DELETING,),
+    SNAPSHOT_ERROR: (SNAPSHOT_DELETING,),
+    SNAPSHOT_DELETING: (SNAPSHOT_DELETED, SNAPSHOT_ERROR),
+    SNAPSHOT_DELETED: (),
+}
+
+OPERATION_TYPES = ("restore", "delete", "snapshot")
+OPERATION_PENDING = "pending"
+OPERATION_RUNNING = "running"
+OPERATION_SUCCEEDED = "succeeded"
+OPERATION_FAILED = "failed"
+OPERATION_STATES = (
+    OPERATION_PENDING,
+    OPERATION_RUNNING,
+    OPERATION_SUCCEEDED,
+    OPERATION_FAILED,
+)
+OPERATION_TRANSITIONS = {
+    OPERATION_PENDING: (
+        OPERATION_RUNNING,
+        OPERATION_SUCCEEDED,
+        OPERATION_FAILED,
+    ),
+    OPERATION_RUNNING: (
+        OPERATION_RUNNING,
+        OPERATION_SUCCEEDED,
+        OPERATION_FAILED,
+    ),
+    OPERATION_SUCCEEDED: (),
+    OPERATION_FAILED: (),
+}
+
+
+def utcnow():
+    """The current time, aware, in UTC."""
+    return datetime.datetime.now(datetime.UTC)
+
+
+def generate_uuid():
+    return str(uuid.uuid4())
+
+
+class UTCDateTime(sa.types.TypeDecorator):
+    """Naive UTC ``DATETIME`` in the database, aware UTC in Python.
+
+    See the module docstring for why.
+    """
+
+    impl = sa.DateTime
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect):
+        if dialect.name in ("mysql", "mariadb"):
+            return dialect.type_descriptor(mysql.DATETIME(fsp=6))
+        return dialect.type_descriptor(sa.DateTime())
+
+    def process_bind_param(self, value, dialect):
+        if value is not None and value.tzinfo is not None:
+            value = value.astimezone(datetime.UTC).replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value, dialect):
+        if value is not None:
+            value = value.replace(tzinfo=datetime.UTC)
+        return value
+
+
+class Base(orm.DeclarativeBase):
+    metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime.datetime: UTCDateTime}
+
+
+class TimestampMixin:
+    created_at: orm.Mapped[datetime.datetime] = orm.mapped_column(
+        default=utcnow
+    )
+    updated_at: orm.Mapped[datetime.datetime | None] = orm.mapped_column(
+        onupdate=utcnow
+    )
+
+
+class Instance(TimestampMixin, Base):
+    """A Nova instance as Snapmanager knows it.
+
+    The flags and indexes are those of the light-snapshot design:
+    ``snapshot_index`` numbers this instance's snapshots and is never
+    reused, ``committed`` is False while an overlay of the file backend
+    has not been committed back into Nova's disk, and ``root_index`` is
+    the last snapshot index committed into that disk.
+    """
+
+    __tablename__ = "instances"
+    __table_args__ = (MYSQL_TABLE_ARGS,)
+
+    uuid: orm.Mapped[str] = orm.mapped_column(sa.String(36), primary_key=True)
+    project_id: orm.Mapped[str] = orm.mapped_column(sa.String(255), index=True)
+    host: orm.Mapped[str | None] = orm.mapped_column(sa.String(255))
+    # Unknown until the compute agent has looked at the domain's disks.
+    backend: orm.Mapped[str | None] = orm.mapped_column(sa.String(16))
+    snapshot_enabled: orm.Mapped[bool] = orm.mapped_column(default=False)
+    daily: orm.Mapped[bool] = orm.mapped_column(default=False)
+    keep_after_delete: orm.Mapped[bool] = orm.mapped_column(default=False)
+    committed: orm.Mapped[bool] = orm.mapped_column(default=True)
+    snapshot_index: orm.Mapped[int] = orm.mapped_column(default=0)
+    root_index: orm.Mapped[int] = orm.mapped_column(default=0)
+    # Set when Nova reports the instance gone; the row stays for the
+    # snapshots kept after delete.
+    deleted_at: orm.Mapped[datetime.datetime | None]
+
+
+class Schedule(TimestampMixin, Base):
+    """When to snapshot, and what to keep.
+
+    A schedule belongs either to one instance or, as a project default,
+    to every instance of its project that has no schedule of its own.
+    """
+
+    __tablename__ = "schedules"
+    __table_args__ = (
+        sa.CheckConstraint(
+            "(is_project_default = 1 AND instance_uuid IS NULL) OR "
+            "(is_project_default = 0 AND instance_uuid IS NOT NULL)",
+            name="default_xor_instance",
+        ),
+        # The clock's query: enabled AND next_run_at <= now.
+        sa.Index(None, "enabled", "next_run_at"),
+        MYSQL_TABLE_ARGS,
+    )
+
+    id: orm.Mapped[str] = orm.mapped_column(
+        sa.String(36), primary_key=True, default=generate_uuid
+    )
+    instance_uuid: orm.Mapped[str | None] = orm.mapped_column(
+        sa.ForeignKey("instances.uuid"), index=True
+    )
+    project_id: orm.Mapped[str] = orm.mapped_column(sa.String(255), index=True)
+    is_project_default: orm.Mapped[bool] = orm.mapped_column(default=False)
+    family: orm.Mapped[str] = orm.mapped_column(sa.String(16))
+    spec: orm.Mapped[str] = orm.mapped_column(sa.Text)
+    timezone: orm.Mapped[str] = orm.mapped_column(sa.String(64), default="UTC")
+    # schedule.RetentionPolicy.to_dict(): {"keep_count": N, "max_age":
+    # seconds, "keep_last": N, "hourly": N, ... "yearly": N}, unset rules
+    # left out; validated by RetentionPolicy.from_dict before it is stored.
+    retention: orm.Mapped[dict] = orm.mapped_column(sa.JSON, default=dict)
+    enabled: orm.Mapped[bool] = orm.mapped_column(default=True)
+    next_run_at: orm.Mapped[datetime.datetime | None]
+    last_run_at: orm.Mapped[datetime.datetime | None]
+
+
+class Snapshot(TimestampMixin, Base):
+    """One point in time of one instance, over all its disks."""
+
+    __tablename__ = "snapshots"
+    __table_args__ = (
+        # The idempotency key: a schedule snapshots a window at most once,
+        # however many conductors race for it. On-demand snapshots have no
+        # schedule, and NULLs never collide.
+        sa.UniqueConstraint("schedule_id", "window_start"),
+        MYSQL_TABLE_ARGS,
+    )
+
+    id: orm.Mapped[str] = orm.mapped_column(
+        sa.String(36), primary_key=True, default=generate_uuid
+    )
+    instance_uuid: orm.Mapped[str] = orm.mapped_column(
+        sa.ForeignKey("instances.uuid"), index=True
+    )
+    # Deleting a schedule keeps its snapshots; retention then treats them
+    # as the instance's unscheduled ones.
+    schedule_id: orm.Mapped[str | None] = orm.mapped_column(
+        sa.ForeignKey("schedules.id", ondelete="SET NULL")
+    )
+    project_id: orm.Mapped[str] = orm.mapped_column(sa.String(255), index=True)
+    # The scheduled window this snapshot is for; the request time for an
+    # on-demand one.
+    window_start: orm.Mapped[datetime.datetime]
+    status: orm.Mapped[str] = orm.mapped_column(
+        sa.String(16), default=SNAPSHOT_CREATING, index=True
+    )
+    snapshot_index: orm.Mapped[int | None]
+    backend: orm.Mapped[str | None] = orm.mapped_column(sa.String(16))
+    # [{"target": "vda", "path" | "pool"/"image": ..., "snap_name": ...,
+    #   "size": bytes}, ...], as the compute agent reports them.
+    disks: orm.Mapped[list] = orm.mapped_column(sa.JSON, default=list)
+    size_bytes: orm.Mapped[int | None] = orm.mapped_column(sa.BigInteger)
+    quiesced: orm.Mapped[bool] = orm.mapped_column(default=False)
+    error: orm.Mapped[str | None] = orm.mapped_column(sa.Text)
+    completed_at: orm.Mapped[datetime.datetime | None]
+    expires_at: orm.Mapped[datetime.datetime | None] = orm.mapped_column(
+        index=True
+    )
+    deleted_at: orm.Mapped[datetime.datetime | None]
+
+
+class Operation(TimestampMixin, Base):
+    """A long-running request (restore, delete, on-demand snapshot).
+
+    The API returns its id at once; clients poll ``state`` and
+    ``progress`` while the conductor works.
+    """
+
+    __tablename__ = "operations"
+    __table_args__ = (
+        sa.CheckConstraint(
+            "progress >= 0 AND progress <= 100", name="progress_range"
+        ),
+        MYSQL_TABLE_ARGS,
+    )
+
+    id: orm.Mapped[str] = orm.mapped_column(
+        sa.String(36), primary_key=True, default=generate_uuid
+    )
+    type: orm.Mapped[str] = orm.mapped_column(sa.String(16))
+    instance_uuid: orm.Mapped[str] = orm.mapped_column(
+        sa.ForeignKey("instances.uuid"), index=True
+    )
+    snapshot_id: orm.Mapped[str | None] = orm.mapped_column(
+        sa.ForeignKey("snapshots.id"), index=True
+    )
+    project_id: orm.Mapped[str] = orm.mapped_column(sa.String(255), index=True)
+    state: orm.Mapped[str] = orm.mapped_column(
+        sa.String(16), default=OPERATION_PENDING
+    )
+    progress: orm.Mapped[int] = orm.mapped_column(default=0)
+    step: orm.Mapped[str | None] = orm.mapped_column(sa.String(255))
+    error: orm.Mapped[str | None] = orm.mapped_column(sa.Text)
+    finished_at: orm.Mapped[datetime.datetime | None]
+
+
+class Service(Base):
+    """The last sign of life of one Snapmanager process."""
+
+    __tablename__ = "services"
+    __table_args__ = (
+        sa.UniqueConstraint("binary", "host"),
+        MYSQL_TABLE_ARGS,
+    )
+
+    id: orm.Mapped[int] = orm.mapped_column(primary_key=True)
+    binary: orm.Mapped[str] = orm.mapped_column(sa.String(255))
+    host: orm.Mapped[str] = orm.mapped_column(sa.String(255))
+    topic: orm.Mapped[str | None] = orm.mapped_column(sa.String(255))
+    last_seen_at: orm.Mapped[datetime.datetime] = orm.mapped_column(
+        default=utcnow
+    )
+    created_at: orm.Mapped[datetime.datetime] = orm.mapped_column(
+        default=utcnow
+    )

@@ -1,0 +1,94 @@
+"""Snapmanager's exceptions.
+
+Every exception carries a message template (``msg_fmt``) filled from the
+keyword arguments given when it is raised, and an HTTP-like ``code`` the
+API maps to a response status. Callers catch the families (``NotFound``,
+``Conflict``, ``Invalid``) and read the details from ``kwargs``; only the
+message is meant for humans.
+
+Add new exceptions beside their family; keep templates short, and name
+every value they interpolate so a wrong keyword shows up in tests.
+"""
+
+from oslo_log import log as logging
+
+LOG = logging.getLogger(__name__)
+
+
+class SnapmanagerException(Exception):
+    """Base of every Snapmanager exception.
+
+    ``SomeError(name="x")`` formats ``msg_fmt`` with the keyword arguments;
+    ``SomeError("explicit text")`` uses the text as it is.
+    """
+
+    msg_fmt = "An unknown exception occurred."
+    code = 500
+
+    def __init__(self, message=None, **kwargs):
+        self.kwargs = kwargs
+        self.kwargs.setdefault("code", self.code)
+        if not message:
+            try:
+                message = self.msg_fmt % kwargs
+            except (KeyError, TypeError, ValueError):
+                # A missing keyword is a bug in the raiser, but failing to
+                # build the message would hide the real error: log what
+                # was given and fall back to the bare template.
+                LOG.exception(
+                    "Cannot format %s with %r",
+                    type(self).__name__,
+                    kwargs,
+                )
+                message = self.msg_fmt
+        self.message = message
+        super().__init__(message)
+
+
+class Invalid(SnapmanagerException):
+    msg_fmt = "Invalid input: %(reason)s"
+    code = 400
+
+
+class NotFound(SnapmanagerException):
+    msg_fmt = "Resource could not be found."
+    code = 404
+
+
+class InstanceNotFound(NotFound):
+    msg_fmt = "Instance %(instance_uuid)s could not be found."
+
+
+class ScheduleNotFound(NotFound):
+    msg_fmt = "Schedule %(schedule_id)s could not be found."
+
+
+class SnapshotNotFound(NotFound):
+    msg_fmt = "Snapshot %(snapshot_id)s could not be found."
+
+
+class OperationNotFound(NotFound):
+    msg_fmt = "Operation %(operation_id)s could not be found."
+
+
+class MarkerNotFound(NotFound):
+    msg_fmt = "Marker %(marker)s could not be found."
+
+
+class Conflict(SnapmanagerException):
+    msg_fmt = "The request conflicts with the current state."
+    code = 409
+
+
+class InvalidStatusTransition(Conflict):
+    msg_fmt = (
+        "%(resource)s %(resource_id)s cannot go from %(from_status)s to "
+        "%(to_status)s."
+    )
+
+
+class DuplicateWindow(Conflict):
+    msg_fmt = (
+        "Schedule %(schedule_id)s already has a snapshot for the window "
+        "starting %(window_start)s."
+    )
