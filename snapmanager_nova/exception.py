@@ -92,3 +92,49 @@ class DuplicateWindow(Conflict):
         "Schedule %(schedule_id)s already has a snapshot for the window "
         "starting %(window_start)s."
     )
+
+
+class InstanceNotRunningHere(NotFound):
+    msg_fmt = "Instance %(instance_uuid)s has no domain on host %(host)s."
+
+
+class InstanceBusy(Conflict):
+    msg_fmt = (
+        "Instance %(instance_uuid)s is busy with another Snapmanager "
+        "operation."
+    )
+
+
+class InstanceNotShutOff(Conflict):
+    msg_fmt = (
+        "Instance %(instance_uuid)s must be shut off to be restored; its "
+        "domain is %(state)s."
+    )
+
+
+class UnsupportedDisks(Invalid):
+    msg_fmt = "Instance %(instance_uuid)s cannot be snapshotted: %(reason)s"
+
+
+class BackendError(SnapmanagerException):
+    """A hypervisor or storage call failed.
+
+    ``origin`` names the library ("libvirt", "rbd", "qemu-img") and
+    ``origin_code`` its own error code, kept in the message so an operator
+    can look it up in that library's documentation.
+    """
+
+    msg_fmt = (
+        "%(operation)s failed: %(origin)s error %(origin_code)s: %(detail)s"
+    )
+
+
+class QuiesceFailed(BackendError):
+    msg_fmt = (
+        "Cannot quiesce the guest filesystems of %(instance_uuid)s "
+        "(libvirt error %(origin_code)s): %(detail)s"
+    )
+
+
+class BackendTimeout(BackendError):
+    msg_fmt = "%(operation)s did not finish within %(timeout)s seconds."

@@ -1,0 +1,1 @@
+"""snapmanager-compute: the agent beside nova-compute on every host."""

@@ -1,0 +1,1 @@
+"""Storage backends of the compute agent: one per kind of Nova disk."""

@@ -1,0 +1,86 @@
+"""The contract between the compute manager and a storage backend.
+
+The manager owns everything around an operation: the per-instance lock,
+the worker pool, looking the domain up, refusing a restore of a running
+domain, and reporting results to the conductor. A backend only does the
+storage work for one instance at a time and returns plain data, so the
+manager's code is the same for qcow2 files and RBD images.
+
+Snapshots are identified by the instance's ``snapshot_index`` (allocated
+by the conductor, monotonic, never reused): a backend names whatever it
+creates after it so that recovery and reconciliation can find it again
+without the database.
+"""
+
+import abc
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class SnapshotResult:
+    """What a backend made; stored by the conductor in the snapshot row."""
+
+    # One dict per disk, JSON-serialisable; given back to restore/delete.
+    disks: list
+    size_bytes: int
+    quiesced: bool
+    # Guest-visible disruption in seconds: from overlay creation (or
+    # freeze) to pivot back (or thaw). Reported, and benchmarked.
+    pause_seconds: float
+
+
+@dataclasses.dataclass(frozen=True)
+class RecoveryAction:
+    """One half-done operation found and finished or undone at start."""
+
+    instance_uuid: str
+    snapshot_index: int
+    # "committed" (overlay merged back), "discarded" (partial copy or
+    # snapshot removed), "completed" (a finished copy kept).
+    action: str
+    detail: str = ""
+
+
+class Backend(abc.ABC):
+    """Storage operations on one instance's disks."""
+
+    name = None
+
+    @abc.abstractmethod
+    def snapshot(self, instance, dom, index, quiesce):
+        """Snapshot all of ``instance``'s disks at once.
+
+        ``dom`` is the live libvirt domain (running or shut off); the
+        result must be consistent across disks. Returns SnapshotResult.
+        """
+
+    @abc.abstractmethod
+    def restore(self, instance, dom, index, disks):
+        """Replace the instance's disks with snapshot ``index``.
+
+        The manager has checked that the domain is shut off. Afterwards
+        Nova's next start of the instance boots the restored data from the
+        paths/images Nova knows.
+        """
+
+    @abc.abstractmethod
+    def delete(self, instance_uuid, index, disks):
+        """Remove snapshot ``index`` and free its space; return bytes freed.
+
+        The instance may no longer exist (snapshots kept after delete), so
+        only the UUID and the stored ``disks`` are given. Deleting what is
+        already gone is not an error.
+        """
+
+    @abc.abstractmethod
+    def list_indexes(self, instance_uuid):
+        """The snapshot indexes that exist in storage for an instance."""
+
+    @abc.abstractmethod
+    def recover(self, instances):
+        """Finish or undo half-done work after a crash of the agent.
+
+        ``instances`` are this host's instances of this backend. Returns a
+        list of RecoveryAction; afterwards no overlay is active, no partial
+        copy or snapshot is left counted, and no guest write is lost.
+        """
