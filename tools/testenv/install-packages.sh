@@ -13,11 +13,30 @@ PACKAGES=(
     # Hypervisor: libvirtd, virtlogd, QEMU under TCG, qemu-img.
     libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients
     qemu-system-x86 qemu-utils
+    # QEMU's rbd block driver, for Nova's images_type=rbd in the mini-cloud.
+    qemu-block-extra
     # libvirt-python is built from source against these.
     libvirt-dev pkg-config
     # Single-node Ceph and its Python bindings (not on PyPI).
     ceph-mon ceph-osd ceph-common python3-rados python3-rbd
+    # The mini-cloud's RBD mode: Nova sizes its disk from `ceph df`, which
+    # only a ceph-mgr answers.
+    ceph-mgr
 )
+
+# libvirtd's QEMU driver refuses to start as root unless the user and group
+# it was built with (libvirt-qemu) exist, even when qemu.conf runs QEMU as
+# root as the test environment's does. libvirt-daemon-system would create
+# them but drags in polkitd, iptables and systemd units: make just them,
+# as its postinst would.
+if ! getent group libvirt-qemu >/dev/null; then
+    groupadd --system libvirt-qemu
+fi
+if ! getent passwd libvirt-qemu >/dev/null; then
+    useradd --system --gid libvirt-qemu --home-dir /var/lib/libvirt \
+        --no-create-home --shell /usr/sbin/nologin \
+        --comment "Libvirt Qemu" libvirt-qemu
+fi
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do
