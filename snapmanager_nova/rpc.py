@@ -12,6 +12,10 @@ from snapmanager_nova import context as sm_context
 
 CONF = sm_conf.CONF
 
+# Snapmanager's RPC topics live on an exchange of their own, apart from
+# Nova's, whatever else shares the RabbitMQ.
+messaging.set_transport_defaults(control_exchange="snapmanager")
+
 _TRANSPORT = None
 
 

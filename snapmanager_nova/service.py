@@ -1,12 +1,18 @@
 """Process set-up shared by every snapmanager-* command."""
 
+import signal
 import sys
+import threading
 
+import oslo_messaging as messaging
 from oslo_log import log as logging
 
 from snapmanager_nova import conf as sm_conf
+from snapmanager_nova import context as sm_context
+from snapmanager_nova import rpc
 
 CONF = sm_conf.CONF
+LOG = logging.getLogger(__name__)
 
 
 def prepare(argv=None, default_config_files=None):
@@ -44,3 +50,70 @@ def not_yet_available(binary, role, argv=None):
         file=sys.stderr,
     )
     return 1
+
+
+class RPCService:
+    """An RPC server for one manager, with a heartbeat beside it.
+
+    ``manager`` is the endpoint object; its optional ``init_host(context)``
+    runs before the server starts (crash recovery must finish before new
+    work arrives) and ``cleanup_host()`` after it stopped. ``heartbeat``
+    is called with an admin context every ``report_interval`` seconds.
+    """
+
+    def __init__(self, binary, topic, manager, heartbeat):
+        self.binary = binary
+        self.topic = topic
+        self.manager = manager
+        self.heartbeat = heartbeat
+        self._server = None
+        self._stopping = threading.Event()
+        self._heartbeat_thread = None
+
+    def start(self):
+        context = sm_context.get_admin_context()
+        init_host = getattr(self.manager, "init_host", None)
+        if init_host is not None:
+            init_host(context)
+        target = messaging.Target(topic=self.topic, server=CONF.host)
+        self._server = rpc.get_server(target, [self.manager])
+        self._server.start()
+        self._heartbeat_thread = threading.Thread(
+            target=self._beat, args=(context,), daemon=True
+        )
+        self._heartbeat_thread.start()
+        LOG.info(
+            "%s serving topic %s on %s", self.binary, self.topic, CONF.host
+        )
+
+    def _beat(self, context):
+        while not self._stopping.is_set():
+            try:
+                self.heartbeat(context)
+            except Exception:
+                # A missed beat is what the heartbeat exists to show; keep
+                # beating rather than dying on a transient DB/bus error.
+                LOG.exception("%s heartbeat failed", self.binary)
+            self._stopping.wait(CONF.report_interval)
+
+    def stop(self):
+        self._stopping.set()
+        if self._server is not None:
+            self._server.stop()
+            self._server.wait()
+        cleanup_host = getattr(self.manager, "cleanup_host", None)
+        if cleanup_host is not None:
+            cleanup_host()
+        LOG.info("%s stopped", self.binary)
+
+
+def serve(service):
+    """Run ``service`` until SIGTERM or SIGINT; return the exit status."""
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    service.start()
+    stop.wait()
+    service.stop()
+    rpc.cleanup()
+    return 0

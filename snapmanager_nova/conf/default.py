@@ -19,6 +19,13 @@ default_opts = [
         default="/var/lib/snapmanager",
         help="Top-level directory for Snapmanager's own state on this node.",
     ),
+    cfg.IntOpt(
+        "report_interval",
+        default=10,
+        min=1,
+        help="Seconds between two heartbeats of a service; the conductor "
+        "considers a service down after `[conductor] service_down_time`.",
+    ),
 ]
 
 

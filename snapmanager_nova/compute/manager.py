@@ -1,0 +1,299 @@
+"""The compute agent's RPC endpoint: snapshot, restore and delete work.
+
+The agent serves the conductor's casts on its host. It owns what is common
+to every storage backend:
+
+* operations on one instance run one at a time, in arrival order, without
+  holding a worker while they wait (a queue per instance);
+* at most ``[compute] workers`` operations run on the host at once;
+* the instance is found from its libvirt domain, never from a database;
+* a restore is refused unless the domain is shut off;
+* every outcome is reported to the conductor, which records it.
+
+The storage work itself is a backend's (:mod:`.backends`).
+"""
+
+import collections
+import dataclasses
+import threading
+
+import futurist
+import libvirt
+import oslo_messaging as messaging
+from oslo_log import log as logging
+
+from snapmanager_nova import conf as sm_conf
+from snapmanager_nova import exception
+from snapmanager_nova.compute import calls
+from snapmanager_nova.compute import domain as domain_mod
+
+CONF = sm_conf.CONF
+LOG = logging.getLogger(__name__)
+
+_STATE_NAMES = {
+    libvirt.VIR_DOMAIN_RUNNING: "running",
+    libvirt.VIR_DOMAIN_PAUSED: "paused",
+    libvirt.VIR_DOMAIN_SHUTDOWN: "shutting down",
+    libvirt.VIR_DOMAIN_SHUTOFF: "shut off",
+    libvirt.VIR_DOMAIN_CRASHED: "crashed",
+    libvirt.VIR_DOMAIN_PMSUSPENDED: "suspended",
+}
+
+
+class InstanceQueues:
+    """Run callables on a thread pool, one at a time per instance.
+
+    Each instance has a FIFO of pending work; only the head of an
+    instance's queue is ever on the pool, so two operations on one
+    instance never overlap and a backlog on one instance does not tie up
+    the workers other instances need.
+    """
+
+    def __init__(self, workers):
+        self._pool = futurist.ThreadPoolExecutor(max_workers=workers)
+        self._queues = {}
+        self._guard = threading.Lock()
+
+    def submit(self, instance_uuid, func, *args):
+        with self._guard:
+            queue = self._queues.get(instance_uuid)
+            if queue is not None:
+                queue.append((func, args))
+                return
+            self._queues[instance_uuid] = collections.deque([(func, args)])
+        self._pool.submit(self._drain, instance_uuid)
+
+    def _drain(self, instance_uuid):
+        while True:
+            with self._guard:
+                queue = self._queues[instance_uuid]
+                if not queue:
+                    del self._queues[instance_uuid]
+                    return
+                func, args = queue[0]
+            try:
+                func(*args)
+            except Exception:
+                # Work functions report their own failures; this only keeps
+                # a bug in one from stalling the instance's queue.
+                LOG.exception("Unexpected error in work on %s", instance_uuid)
+            finally:
+                with self._guard:
+                    queue.popleft()
+
+    def shutdown(self, wait=True):
+        self._pool.shutdown(wait=wait)
+
+
+class ComputeManager:
+    target = messaging.Target(version="1.0")
+
+    def __init__(self, host, backends, conductor_api, connect=None):
+        """``backends`` maps a backend name ("file", "rbd") to a Backend;
+        ``connect`` returns a libvirt connection (default: open
+        ``[compute] libvirt_uri``)."""
+        self.host = host
+        self.backends = backends
+        self.conductor = conductor_api
+        self._connect = connect or (
+            lambda: libvirt.open(CONF.compute.libvirt_uri)
+        )
+        self._conn = None
+        self._conn_lock = threading.Lock()
+        self.queues = InstanceQueues(CONF.compute.workers)
+
+    # Start-up
+
+    def init_host(self, context):
+        """Finish or undo whatever a previous run left half done.
+
+        Runs before the RPC server starts, so no new work can race it.
+        """
+        by_backend = collections.defaultdict(list)
+        for instance, _dom in self._instances():
+            if instance.backend in self.backends:
+                by_backend[instance.backend].append(instance)
+        actions = []
+        for name, backend in self.backends.items():
+            actions.extend(backend.recover(by_backend.get(name, [])))
+        if actions:
+            self.conductor.recovery_report(
+                context, self.host, [dataclasses.asdict(a) for a in actions]
+            )
+        return actions
+
+    def cleanup_host(self):
+        self.queues.shutdown()
+
+    # RPC endpoints (casts return at once; the work is queued)
+
+    def create_snapshot(
+        self, context, instance_uuid, snapshot_id, index, quiesce
+    ):
+        self.queues.submit(
+            instance_uuid,
+            self._create_snapshot,
+            context,
+            instance_uuid,
+            snapshot_id,
+            index,
+            quiesce,
+        )
+
+    def restore_snapshot(
+        self, context, operation_id, instance_uuid, backend, index, disks
+    ):
+        self.queues.submit(
+            instance_uuid,
+            self._restore_snapshot,
+            context,
+            operation_id,
+            instance_uuid,
+            backend,
+            index,
+            disks,
+        )
+
+    def delete_snapshot(
+        self, context, snapshot_id, instance_uuid, backend, index, disks
+    ):
+        self.queues.submit(
+            instance_uuid,
+            self._delete_snapshot,
+            context,
+            snapshot_id,
+            instance_uuid,
+            backend,
+            index,
+            disks,
+        )
+
+    def list_snapshots(self, context, instance_uuid, backend):
+        return sorted(self._backend(backend).list_indexes(instance_uuid))
+
+    # The work
+
+    def _create_snapshot(
+        self, context, instance_uuid, snapshot_id, index, quiesce
+    ):
+        try:
+            dom = self._lookup(instance_uuid)
+            instance = self._describe(dom)
+            backend = self._backend_for(instance)
+            self.conductor.instance_progress(
+                context, instance_uuid, False, index
+            )
+            result = backend.snapshot(instance, dom, index, quiesce)
+        except Exception as exc:
+            self._log_failure("Snapshot", instance_uuid, exc)
+            self.conductor.snapshot_failed(context, snapshot_id, str(exc))
+            return
+        self.conductor.instance_progress(context, instance_uuid, True, index)
+        self.conductor.snapshot_created(
+            context, snapshot_id, dataclasses.asdict(result)
+        )
+        LOG.info(
+            "Snapshot %s (index %d) of %s taken: %d bytes, quiesced=%s, "
+            "guest paused %.3f s",
+            snapshot_id,
+            index,
+            instance_uuid,
+            result.size_bytes,
+            result.quiesced,
+            result.pause_seconds,
+        )
+
+    def _restore_snapshot(
+        self, context, operation_id, instance_uuid, backend, index, disks
+    ):
+        try:
+            dom = self._lookup(instance_uuid)
+            state = self._call("domain state", dom.state)[0]
+            if state != libvirt.VIR_DOMAIN_SHUTOFF:
+                raise exception.InstanceNotShutOff(
+                    instance_uuid=instance_uuid,
+                    state=_STATE_NAMES.get(state, state),
+                )
+            instance = self._describe(dom)
+            self.conductor.operation_progress(
+                context, operation_id, 10, "restoring disks"
+            )
+            self._backend(backend).restore(instance, dom, index, disks)
+        except Exception as exc:
+            self._log_failure("Restore", instance_uuid, exc)
+            self.conductor.operation_finished(context, operation_id, str(exc))
+            return
+        self.conductor.operation_finished(context, operation_id)
+
+    def _delete_snapshot(
+        self, context, snapshot_id, instance_uuid, backend, index, disks
+    ):
+        try:
+            freed = self._backend(backend).delete(instance_uuid, index, disks)
+        except Exception as exc:
+            self._log_failure("Delete", instance_uuid, exc)
+            self.conductor.snapshot_failed(context, snapshot_id, str(exc))
+            return
+        self.conductor.snapshot_deleted(context, snapshot_id, freed)
+
+    # Helpers
+
+    def _call(self, operation, func, *args):
+        return calls.bounded(operation, CONF.compute.call_timeout, func, *args)
+
+    def _connection(self):
+        with self._conn_lock:
+            if self._conn is None or not self._conn.isAlive():
+                self._conn = self._call("libvirt connect", self._connect)
+            return self._conn
+
+    def _lookup(self, instance_uuid):
+        try:
+            return self._connection().lookupByUUIDString(instance_uuid)
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                raise exception.InstanceNotRunningHere(
+                    instance_uuid=instance_uuid, host=self.host
+                ) from exc
+            raise calls.translate("domain lookup", exc) from exc
+
+    def _describe(self, dom):
+        xml = self._call("domain XML", dom.XMLDesc, 0)
+        return domain_mod.parse_domain_xml(
+            xml, skip_disks=tuple(CONF.compute.skip_disks)
+        )
+
+    def _instances(self):
+        conn = self._connection()
+        for dom in self._call("list domains", conn.listAllDomains, 0):
+            instance = self._describe(dom)
+            yield instance, dom
+
+    def _backend(self, name):
+        try:
+            return self.backends[name]
+        except KeyError:
+            raise exception.Invalid(
+                reason=f"backend: {name!r} is not enabled on this host"
+            ) from None
+
+    def _backend_for(self, instance):
+        if not instance.disks:
+            raise exception.UnsupportedDisks(
+                instance_uuid=instance.uuid,
+                reason="it has no Nova-managed disk (only volumes or "
+                "skipped disks)",
+            )
+        if instance.backend is None:
+            raise exception.UnsupportedDisks(
+                instance_uuid=instance.uuid,
+                reason="its disks mix file-backed and RBD storage",
+            )
+        return self._backend(instance.backend)
+
+    @staticmethod
+    def _log_failure(what, instance_uuid, exc):
+        if isinstance(exc, exception.SnapmanagerException):
+            LOG.error("%s of %s failed: %s", what, instance_uuid, exc)
+        else:
+            LOG.exception("%s of %s failed", what, instance_uuid)

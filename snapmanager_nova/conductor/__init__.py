@@ -1,0 +1,1 @@
+"""snapmanager-conductor: schedule clock, retention, results, restores."""

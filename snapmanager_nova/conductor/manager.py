@@ -1,0 +1,134 @@
+"""The conductor's RPC endpoint: agents' results into the database.
+
+Every handler is idempotent. oslo.messaging delivers a cast at most once,
+but an agent may report the same outcome again after a restart, and a
+snapshot may have been moved on meanwhile (deleted by an operator, timed
+out by reconciliation): a result that no longer fits the row's status is
+logged and dropped, never allowed to overwrite a later state.
+"""
+
+import oslo_messaging as messaging
+from oslo_log import log as logging
+
+from snapmanager_nova import exception
+from snapmanager_nova.db import api as db_api
+from snapmanager_nova.db import models
+
+LOG = logging.getLogger(__name__)
+
+# Longest error text kept in a row; agents' messages carry library output.
+_MAX_ERROR = 2000
+
+
+class ConductorManager:
+    target = messaging.Target(version="1.0")
+
+    def service_heartbeat(self, context, binary, host, topic):
+        db_api.service_heartbeat(context, binary, host, topic=topic)
+
+    def instance_progress(self, context, instance_uuid, committed, index):
+        try:
+            db_api.instance_set_progress(
+                context,
+                instance_uuid,
+                committed,
+                root_index=index if committed else None,
+            )
+        except exception.NotFound:
+            LOG.warning(
+                "Progress for unknown instance %s dropped", instance_uuid
+            )
+
+    def snapshot_created(self, context, snapshot_id, result):
+        self._set_status(
+            context,
+            snapshot_id,
+            models.SNAPSHOT_AVAILABLE,
+            disks=result["disks"],
+            size_bytes=result["size_bytes"],
+            quiesced=result["quiesced"],
+        )
+
+    def snapshot_failed(self, context, snapshot_id, error):
+        """A snapshot could not be made, or could not be deleted."""
+        self._set_status(
+            context,
+            snapshot_id,
+            models.SNAPSHOT_ERROR,
+            error=str(error)[:_MAX_ERROR],
+        )
+
+    def snapshot_deleted(self, context, snapshot_id, freed_bytes):
+        LOG.info(
+            "Snapshot %s deleted, %d bytes freed", snapshot_id, freed_bytes
+        )
+        self._set_status(context, snapshot_id, models.SNAPSHOT_DELETED)
+
+    def operation_progress(self, context, operation_id, progress, step):
+        self._update_operation(
+            context,
+            operation_id,
+            {
+                "state": models.OPERATION_RUNNING,
+                "progress": progress,
+                "step": step,
+            },
+        )
+
+    def operation_finished(self, context, operation_id, error=None):
+        if error is None:
+            values = {"state": models.OPERATION_SUCCEEDED, "step": "done"}
+        else:
+            values = {
+                "state": models.OPERATION_FAILED,
+                "error": str(error)[:_MAX_ERROR],
+            }
+        self._update_operation(context, operation_id, values)
+
+    def recovery_report(self, context, host, actions):
+        """An agent restarted and finished or undid half-done work.
+
+        A snapshot whose taking was interrupted is never counted: if its
+        row still says ``creating`` it becomes ``error``, with what the
+        agent did about it, and a later run takes a new one.
+        """
+        for action in actions:
+            uuid, index = action["instance_uuid"], action["snapshot_index"]
+            LOG.warning(
+                "Agent on %s recovered instance %s snapshot index %s: %s %s",
+                host,
+                uuid,
+                index,
+                action["action"],
+                action.get("detail", ""),
+            )
+            interrupted = db_api.snapshot_list(
+                context,
+                instance_uuid=uuid,
+                status=models.SNAPSHOT_CREATING,
+            )
+            for snapshot in interrupted:
+                if snapshot.snapshot_index == index:
+                    self.snapshot_failed(
+                        context,
+                        snapshot.id,
+                        f"agent on {host} restarted while taking it; "
+                        f"recovery: {action['action']}",
+                    )
+            self.instance_progress(context, uuid, True, index)
+
+    def _set_status(self, context, snapshot_id, status, **fields):
+        try:
+            db_api.snapshot_update_status(
+                context, snapshot_id, status, **fields
+            )
+        except (exception.InvalidStatusTransition, exception.NotFound) as exc:
+            LOG.warning("Result for snapshot %s dropped: %s", snapshot_id, exc)
+
+    def _update_operation(self, context, operation_id, values):
+        try:
+            db_api.operation_update(context, operation_id, values)
+        except (exception.InvalidStatusTransition, exception.NotFound) as exc:
+            LOG.warning(
+                "Update of operation %s dropped: %s", operation_id, exc
+            )
