@@ -89,8 +89,8 @@ class InvalidStatusTransition(Conflict):
 
 class DuplicateWindow(Conflict):
     msg_fmt = (
-        "Schedule %(schedule_id)s already has a snapshot for the window "
-        "starting %(window_start)s."
+        "Schedule %(schedule_id)s already has a snapshot of instance "
+        "%(instance_uuid)s for the window starting %(window_start)s."
     )
 
 
@@ -138,3 +138,32 @@ class QuiesceFailed(BackendError):
 
 class BackendTimeout(BackendError):
     msg_fmt = "%(operation)s did not finish within %(timeout)s seconds."
+
+
+class StoredSnapshotNotFound(NotFound):
+    msg_fmt = (
+        "Snapshot %(index)s of instance %(instance_uuid)s is not in the "
+        "snapshot store."
+    )
+
+
+class SnapshotStoreError(SnapmanagerException):
+    msg_fmt = "Snapshot store %(path)s: %(reason)s"
+
+
+class DisksChanged(Conflict):
+    msg_fmt = (
+        "The disks of instance %(instance_uuid)s changed while they were "
+        "copied: %(reason)s"
+    )
+
+
+class BlockJobActive(Conflict):
+    msg_fmt = (
+        "Disk %(target)s of instance %(instance_uuid)s already has a block "
+        "job running (type %(job_type)s)."
+    )
+
+
+class PathNotAllowed(Invalid):
+    msg_fmt = "Refusing %(operation)s on %(path)s: %(reason)s"

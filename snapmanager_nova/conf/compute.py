@@ -48,6 +48,15 @@ compute_opts = [
         help="Seconds one libvirt or Ceph call may take before the operation "
         "fails with a timeout.",
     ),
+    cfg.IntOpt(
+        "copy_timeout",
+        default=3600,
+        min=1,
+        help="Seconds one step that moves disk data may take: copying a "
+        "disk layer into the snapshot store or back, a qemu-img convert or "
+        "commit, waiting for a block commit or a backup job. These grow "
+        "with the disk, unlike the calls bounded by `call_timeout`.",
+    ),
     cfg.StrOpt(
         "file_snapshot_mode",
         default="external",

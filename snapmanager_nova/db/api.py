@@ -453,10 +453,11 @@ def _snapshot_get(session, snapshot_id):
 def snapshot_create(context, values):
     """Record a snapshot, normally in ``creating`` before the agent works.
 
-    Raises DuplicateWindow if the schedule already has a snapshot for
-    ``window_start``: the conductor that gets it lost the race for that
-    window and must not snapshot again. ``window_start`` defaults to now
-    (an on-demand snapshot) and ``project_id`` to the instance's.
+    Raises DuplicateWindow if the schedule already has a snapshot of the
+    instance for ``window_start``: the conductor that gets it lost the
+    race for that window and must not snapshot again. ``window_start``
+    defaults to now (an on-demand snapshot) and ``project_id`` to the
+    instance's.
     """
     _check_fields(values, _SNAPSHOT_CREATE_FIELDS, "snapshot")
     _require(values, "a snapshot", "instance_uuid")
@@ -488,7 +489,9 @@ def snapshot_create(context, values):
         # The id is generated here, so the only key that can clash is
         # the window's.
         raise exception.DuplicateWindow(
-            schedule_id=schedule_id, window_start=values["window_start"]
+            schedule_id=schedule_id,
+            instance_uuid=values["instance_uuid"],
+            window_start=values["window_start"],
         ) from None
     except db_exc.DBReferenceError as exc:
         if exc.key == "schedule_id":

@@ -220,10 +220,12 @@ class Snapshot(TimestampMixin, Base):
 
     __tablename__ = "snapshots"
     __table_args__ = (
-        # The idempotency key: a schedule snapshots a window at most once,
-        # however many conductors race for it. On-demand snapshots have no
-        # schedule, and NULLs never collide.
-        sa.UniqueConstraint("schedule_id", "window_start"),
+        # The idempotency key: a schedule snapshots an instance once per
+        # window, however many conductors race for it. The instance is part
+        # of the key because a project's default schedule serves all of
+        # the project's instances. On-demand snapshots have no schedule,
+        # and NULLs never collide.
+        sa.UniqueConstraint("schedule_id", "instance_uuid", "window_start"),
         MYSQL_TABLE_ARGS,
     )
 

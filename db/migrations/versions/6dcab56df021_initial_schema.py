@@ -131,8 +131,9 @@ def upgrade():
         ),
         sa.UniqueConstraint(
             "schedule_id",
+            "instance_uuid",
             "window_start",
-            name=op.f("uq_snapshots_schedule_id_window_start"),
+            name=op.f("uq_snapshots_schedule_id_instance_uuid_window_start"),
         ),
         **TABLE_ARGS,
     )

@@ -51,7 +51,7 @@ def test_constraints_are_named():
         for index in table.indexes:
             assert index.name.startswith(f"ix_{table.name}_")
     snapshots = models.Base.metadata.tables["snapshots"]
-    assert "uq_snapshots_schedule_id_window_start" in {
+    assert "uq_snapshots_schedule_id_instance_uuid_window_start" in {
         c.name for c in snapshots.constraints
     }
 

@@ -275,3 +275,25 @@ def test_pagination_errors(ctx, instance):
         db_api.snapshot_list(ctx, marker="nope")
     with pytest.raises(exception.Invalid):
         db_api.snapshot_list(ctx, sort_dir="sideways")
+
+
+def test_project_default_schedule_has_a_window_per_instance(ctx, instance):
+    default = db_api.schedule_create(
+        ctx,
+        {
+            "project_id": instance.project_id,
+            "is_project_default": True,
+            "family": "daily",
+            "spec": "daily@02:30",
+        },
+    )
+    second = fixtures.make_instance(ctx, project_id=instance.project_id)
+    fixtures.make_snapshot(
+        ctx, instance, default, window_start=fixtures.WINDOW
+    )
+    fixtures.make_snapshot(ctx, second, default, window_start=fixtures.WINDOW)
+    with pytest.raises(exception.DuplicateWindow) as raised:
+        fixtures.make_snapshot(
+            ctx, second, default, window_start=fixtures.WINDOW
+        )
+    assert second.uuid in str(raised.value)
