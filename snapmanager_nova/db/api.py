@@ -421,6 +421,16 @@ def schedule_delete(context, schedule_id):
         raise exception.ScheduleNotFound(schedule_id=schedule_id)
 
 
+def _due_schedules(now, limit):
+    schedule = models.Schedule
+    stmt = (
+        sa.select(schedule)
+        .where(schedule.enabled == sa.true(), schedule.next_run_at <= now)
+        .order_by(schedule.next_run_at, schedule.id)
+    )
+    return stmt if limit is None else stmt.limit(limit)
+
+
 @context_manager.reader
 def schedule_get_due(context, now, limit=None):
     """Enabled schedules whose next run is at or before ``now``.
@@ -428,14 +438,50 @@ def schedule_get_due(context, now, limit=None):
     Most overdue first, so a conductor that takes only ``limit`` of them
     per tick never starves the oldest.
     """
-    schedule = models.Schedule
-    stmt = (
-        sa.select(schedule)
-        .where(schedule.enabled == sa.true(), schedule.next_run_at <= now)
-        .order_by(schedule.next_run_at, schedule.id)
+    return list(context.session.execute(_due_schedules(now, limit)).scalars())
+
+
+@context_manager.writer
+def schedule_claim_due(context, now, limit):
+    """Lock up to ``limit`` due schedules for the caller's transaction.
+
+    ``SELECT ... FOR UPDATE SKIP LOCKED``: rows another conductor holds
+    are passed over rather than waited for, so several conductors share
+    the due schedules and none takes one twice. Call it inside
+    ``context_manager.writer.using(context)`` and advance each schedule's
+    ``next_run_at`` before that transaction ends; the locks last until
+    then. (SQLite has no row locks; it serializes whole transactions.)
+    """
+    stmt = _due_schedules(now, limit).with_for_update(skip_locked=True)
+    return list(context.session.execute(stmt).scalars())
+
+
+@context_manager.reader
+def schedule_targets(context, schedule):
+    """The instances a schedule snapshots now.
+
+    Only instances switched on (``snapshot_enabled``) and not deleted in
+    Nova. An instance's own schedule targets that instance; a project's
+    default schedule targets the project's instances that have no enabled
+    schedule of their own.
+    """
+    instance = models.Instance
+    stmt = sa.select(instance).where(
+        instance.snapshot_enabled == sa.true(),
+        instance.deleted_at.is_(None),
     )
-    if limit is not None:
-        stmt = stmt.limit(limit)
+    if schedule.instance_uuid is not None:
+        stmt = stmt.where(instance.uuid == schedule.instance_uuid)
+    else:
+        own = sa.select(models.Schedule.instance_uuid).where(
+            models.Schedule.instance_uuid.is_not(None),
+            models.Schedule.enabled == sa.true(),
+        )
+        stmt = stmt.where(
+            instance.project_id == schedule.project_id,
+            instance.uuid.not_in(own),
+        )
+    stmt = stmt.order_by(instance.uuid)
     return list(context.session.execute(stmt).scalars())
 
 
