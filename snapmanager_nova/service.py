@@ -53,22 +53,23 @@ def not_yet_available(binary, role, argv=None):
 
 
 class RPCService:
-    """An RPC server for one manager, with a heartbeat beside it.
+    """An RPC server for one manager, with periodic tasks beside it.
 
     ``manager`` is the endpoint object; its optional ``init_host(context)``
     runs before the server starts (crash recovery must finish before new
-    work arrives) and ``cleanup_host()`` after it stopped. ``heartbeat``
-    is called with an admin context every ``report_interval`` seconds.
+    work arrives) and ``cleanup_host()`` after it stopped.
+    ``periodic_tasks`` are ``(name, interval_seconds, func)``; each runs
+    on a thread of its own as ``func(admin_context)``, first at start and
+    then every interval. A heartbeat is one such task.
     """
 
-    def __init__(self, binary, topic, manager, heartbeat):
+    def __init__(self, binary, topic, manager, periodic_tasks=()):
         self.binary = binary
         self.topic = topic
         self.manager = manager
-        self.heartbeat = heartbeat
+        self.periodic_tasks = list(periodic_tasks)
         self._server = None
         self._stopping = threading.Event()
-        self._heartbeat_thread = None
 
     def start(self):
         context = sm_context.get_admin_context()
@@ -78,23 +79,26 @@ class RPCService:
         target = messaging.Target(topic=self.topic, server=CONF.host)
         self._server = rpc.get_server(target, [self.manager])
         self._server.start()
-        self._heartbeat_thread = threading.Thread(
-            target=self._beat, args=(context,), daemon=True
-        )
-        self._heartbeat_thread.start()
+        for name, interval, func in self.periodic_tasks:
+            threading.Thread(
+                target=self._repeat,
+                args=(name, interval, func, context),
+                name=name,
+                daemon=True,
+            ).start()
         LOG.info(
             "%s serving topic %s on %s", self.binary, self.topic, CONF.host
         )
 
-    def _beat(self, context):
+    def _repeat(self, name, interval, func, context):
         while not self._stopping.is_set():
             try:
-                self.heartbeat(context)
+                func(context)
             except Exception:
-                # A missed beat is what the heartbeat exists to show; keep
-                # beating rather than dying on a transient DB/bus error.
-                LOG.exception("%s heartbeat failed", self.binary)
-            self._stopping.wait(CONF.report_interval)
+                # One failed run (a DB or bus hiccup) must not end the
+                # task: log it and try again at the next interval.
+                LOG.exception("%s: periodic task %s failed", self.binary, name)
+            self._stopping.wait(interval)
 
     def stop(self):
         self._stopping.set()
