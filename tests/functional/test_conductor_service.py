@@ -18,7 +18,7 @@ from tests.fixtures.services import wait_until
 from tests.unit.db import fixtures as db_fixtures
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def conductor(snapmanager_env):
     host = unique_host("conductor")
     process = snapmanager_env.start("snapmanager-conductor", host)
