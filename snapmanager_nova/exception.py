@@ -167,3 +167,69 @@ class BlockJobActive(Conflict):
 
 class PathNotAllowed(Invalid):
     msg_fmt = "Refusing %(operation)s on %(path)s: %(reason)s"
+
+
+class SnapshotIndexInUse(Conflict):
+    msg_fmt = (
+        "Instance %(instance_uuid)s already has a snapshot with index "
+        "%(index)s in storage."
+    )
+
+
+class SnapshotNotRestorable(Conflict):
+    msg_fmt = (
+        "Snapshot %(index)s of instance %(instance_uuid)s cannot be "
+        "restored: %(reason)s"
+    )
+
+
+class ImageInUse(Conflict):
+    msg_fmt = (
+        "RBD image %(pool)s/%(image)s is open by another client "
+        "(%(watchers)s); it is not rolled back under a running guest."
+    )
+
+
+# Errors of the REST API. Each one is answered with its ``code`` as the
+# HTTP status and its message as the error body's text, so the message
+# must make sense to a tenant and never carry internals.
+
+
+class InvalidField(Invalid):
+    """A request field or query parameter is not acceptable.
+
+    The message starts with the field's path (``schedules[0].spec``) so a
+    tenant can find what to fix, and quotes the bad value.
+    """
+
+    msg_fmt = "%(field)s: %(reason)s"
+
+
+class Forbidden(SnapmanagerException):
+    msg_fmt = "Policy does not allow %(action)s to be performed."
+    code = 403
+
+
+class ServerNotFound(NotFound):
+    msg_fmt = "Server %(server_id)s could not be found."
+
+
+class SnapshotPolicyNotFound(NotFound):
+    msg_fmt = "Server %(server_id)s has no snapshot policy."
+
+
+class ProjectDefaultPolicyNotFound(NotFound):
+    msg_fmt = "Project %(project_id)s has no default snapshot policy."
+
+
+class ServerNotReady(Conflict):
+    msg_fmt = "Server %(server_id)s cannot be %(action)s now: %(reason)s"
+
+
+class SnapshotNotDeletable(Conflict):
+    msg_fmt = "Snapshot %(snapshot_id)s cannot be deleted now: %(reason)s"
+
+
+class ServiceUnavailable(SnapmanagerException):
+    msg_fmt = "%(service)s is unavailable: %(reason)s"
+    code = 503

@@ -59,7 +59,7 @@ compute_opts = [
     ),
     cfg.StrOpt(
         "file_snapshot_mode",
-        default="external",
+        default="backup",
         choices=[
             (
                 "external",
@@ -72,7 +72,15 @@ compute_opts = [
                 "without any overlay on the live disk.",
             ),
         ],
-        help="How file-backed (qcow2) disks are snapshotted.",
+        help="How file-backed (qcow2) disks are snapshotted. `backup` is "
+        "the default because it never changes the domain's disk: in "
+        "`external` mode the domain runs on an overlay Nova does not know "
+        "about while Nova's whole `disk` is copied (measured ~340 ms for a "
+        "32 MiB disk, growing with the disk), and a hard reboot, resize or "
+        "migration in that window loses the guest's writes. `backup` "
+        "stores a full image per snapshot; `external` only the instance's "
+        "own layer. libvirt >= 7.2 with QEMU >= 4.2 has the backup API; "
+        "Nova's minimum versions are above that.",
     ),
 ]
 
