@@ -1,15 +1,54 @@
-"""snapmanager-compute: the compute agent (libvirt and Ceph RBD operations)."""
+"""snapmanager-compute: the agent beside nova-compute on every host."""
 
 import sys
 
+import libvirt
+
+from snapmanager_nova import conf as sm_conf
+from snapmanager_nova import privsep
 from snapmanager_nova import service
+from snapmanager_nova.compute import connection
+from snapmanager_nova.compute import manager
+from snapmanager_nova.compute import rpcapi
+from snapmanager_nova.compute.backends import qcow2
+from snapmanager_nova.compute.backends import rbd
+from snapmanager_nova.conductor import rpcapi as conductor_rpcapi
+
+CONF = sm_conf.CONF
+BINARY = "snapmanager-compute"
+
+
+def _ignore_libvirt_errors(_context, _error):
+    # libvirt-python prints every error to stderr as well as raising it;
+    # the agent logs the ones that matter, with their codes, itself.
+    pass
 
 
 def main(argv=None):
-    return service.not_yet_available(
-        "snapmanager-compute",
-        "compute agent (libvirt and Ceph RBD operations)",
-        argv,
+    service.prepare(argv)
+    libvirt.registerErrorHandler(_ignore_libvirt_errors, None)
+    privsep.start_daemon()
+    conductor = conductor_rpcapi.ConductorAPI()
+    libvirt_conn = connection.LibvirtConnection()
+    available = {"file": qcow2.Qcow2Backend, "rbd": rbd.RbdBackend}
+    backends = {
+        name: available[name](connect=libvirt_conn.get)
+        for name in CONF.compute.backends
+    }
+    agent = manager.ComputeManager(
+        CONF.host, backends, conductor, connect=libvirt_conn.get
+    )
+
+    def heartbeat(context):
+        conductor.service_heartbeat(context, BINARY, CONF.host, rpcapi.TOPIC)
+
+    return service.serve(
+        service.RPCService(
+            BINARY,
+            rpcapi.TOPIC,
+            agent,
+            periodic_tasks=[("heartbeat", CONF.report_interval, heartbeat)],
+        )
     )
 
 

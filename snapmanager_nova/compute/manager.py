@@ -14,6 +14,7 @@ The storage work itself is a backend's (:mod:`.backends`).
 """
 
 import collections
+import concurrent.futures
 import dataclasses
 import threading
 
@@ -25,6 +26,7 @@ from oslo_log import log as logging
 from snapmanager_nova import conf as sm_conf
 from snapmanager_nova import exception
 from snapmanager_nova.compute import calls
+from snapmanager_nova.compute import connection
 from snapmanager_nova.compute import domain as domain_mod
 
 CONF = sm_conf.CONF
@@ -54,14 +56,25 @@ class InstanceQueues:
         self._queues = {}
         self._guard = threading.Lock()
 
-    def submit(self, instance_uuid, func, *args):
+    def submit(self, instance_uuid, func, *args, urgent=False):
+        """Queue ``func(*args)`` for the instance; return its Future.
+
+        ``urgent`` work goes right behind the operation already running
+        on the instance, ahead of everything still waiting.
+        """
+        future = concurrent.futures.Future()
+        item = (future, func, args)
         with self._guard:
             queue = self._queues.get(instance_uuid)
             if queue is not None:
-                queue.append((func, args))
-                return
-            self._queues[instance_uuid] = collections.deque([(func, args)])
+                if urgent:
+                    queue.insert(1, item)
+                else:
+                    queue.append(item)
+                return future
+            self._queues[instance_uuid] = collections.deque([item])
         self._pool.submit(self._drain, instance_uuid)
+        return future
 
     def _drain(self, instance_uuid):
         while True:
@@ -70,13 +83,14 @@ class InstanceQueues:
                 if not queue:
                     del self._queues[instance_uuid]
                     return
-                func, args = queue[0]
+                future, func, args = queue[0]
             try:
-                func(*args)
-            except Exception:
+                future.set_result(func(*args))
+            except Exception as exc:
                 # Work functions report their own failures; this only keeps
                 # a bug in one from stalling the instance's queue.
                 LOG.exception("Unexpected error in work on %s", instance_uuid)
+                future.set_exception(exc)
             finally:
                 with self._guard:
                     queue.popleft()
@@ -95,11 +109,7 @@ class ComputeManager:
         self.host = host
         self.backends = backends
         self.conductor = conductor_api
-        self._connect = connect or (
-            lambda: libvirt.open(CONF.compute.libvirt_uri)
-        )
-        self._conn = None
-        self._conn_lock = threading.Lock()
+        self.libvirt = connection.LibvirtConnection(connect)
         self.queues = InstanceQueues(CONF.compute.workers)
 
     # Start-up
@@ -113,13 +123,24 @@ class ComputeManager:
         for instance, _dom in self._instances():
             if instance.backend in self.backends:
                 by_backend[instance.backend].append(instance)
-        actions = []
+        actions, reports = [], []
         for name, backend in self.backends.items():
-            actions.extend(backend.recover(by_backend.get(name, [])))
-        if actions:
-            self.conductor.recovery_report(
-                context, self.host, [dataclasses.asdict(a) for a in actions]
-            )
+            if name not in by_backend:
+                continue  # e.g. no need to reach Ceph on a file-only host
+            for action in backend.recover(by_backend[name]):
+                report = dataclasses.asdict(action)
+                if action.action == "completed":
+                    # The copy finished before the crash: report what the
+                    # lost result would have said, so it counts.
+                    report["result"] = dataclasses.asdict(
+                        backend.describe(
+                            action.instance_uuid, action.snapshot_index
+                        )
+                    )
+                actions.append(action)
+                reports.append(report)
+        if reports:
+            self.conductor.recovery_report(context, self.host, reports)
         return actions
 
     def cleanup_host(self):
@@ -170,6 +191,22 @@ class ComputeManager:
 
     def list_snapshots(self, context, instance_uuid, backend):
         return sorted(self._backend(backend).list_indexes(instance_uuid))
+
+    def release_instance(self, context, instance_uuid, backend, keep):
+        """Nova is deleting, rebuilding or shelve-offloading the instance.
+
+        Answered only once done (a call, not a cast): Nova's driver must
+        not list the instance's images before this has finished. It runs
+        ahead of any queued work on the instance.
+        """
+        future = self.queues.submit(
+            instance_uuid,
+            self._backend(backend).release,
+            instance_uuid,
+            keep,
+            urgent=True,
+        )
+        return future.result(timeout=CONF.compute.call_timeout)
 
     # The work
 
@@ -241,15 +278,9 @@ class ComputeManager:
     def _call(self, operation, func, *args):
         return calls.bounded(operation, CONF.compute.call_timeout, func, *args)
 
-    def _connection(self):
-        with self._conn_lock:
-            if self._conn is None or not self._conn.isAlive():
-                self._conn = self._call("libvirt connect", self._connect)
-            return self._conn
-
     def _lookup(self, instance_uuid):
         try:
-            return self._connection().lookupByUUIDString(instance_uuid)
+            return self.libvirt.get().lookupByUUIDString(instance_uuid)
         except libvirt.libvirtError as exc:
             if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
                 raise exception.InstanceNotRunningHere(
@@ -264,7 +295,7 @@ class ComputeManager:
         )
 
     def _instances(self):
-        conn = self._connection()
+        conn = self.libvirt.get()
         for dom in self._call("list domains", conn.listAllDomains, 0):
             instance = self._describe(dom)
             yield instance, dom

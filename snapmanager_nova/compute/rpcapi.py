@@ -73,3 +73,17 @@ class ComputeAPI:
             instance_uuid=instance_uuid,
             backend=backend,
         )
+
+    def release_instance(self, context, host, instance_uuid, backend, keep):
+        """Make Nova's removal of the instance's disks succeed at once.
+
+        A call: returns (the snapshot indexes removed or kept) only when
+        Nova may go ahead.
+        """
+        return self.client.prepare(server=host).call(
+            context,
+            "release_instance",
+            instance_uuid=instance_uuid,
+            backend=backend,
+            keep=keep,
+        )

@@ -88,9 +88,11 @@ class ConductorManager:
     def recovery_report(self, context, host, actions):
         """An agent restarted and finished or undid half-done work.
 
-        A snapshot whose taking was interrupted is never counted: if its
-        row still says ``creating`` it becomes ``error``, with what the
-        agent did about it, and a later run takes a new one.
+        A snapshot whose taking was interrupted is never counted unless
+        its copy had completed (the action carries the result then): if
+        its row still says ``creating`` it becomes ``available`` with that
+        result, or ``error`` with what the agent did about it, and a later
+        run takes a new one.
         """
         for action in actions:
             uuid, index = action["instance_uuid"], action["snapshot_index"]
@@ -108,7 +110,13 @@ class ConductorManager:
                 status=models.SNAPSHOT_CREATING,
             )
             for snapshot in interrupted:
-                if snapshot.snapshot_index == index:
+                if snapshot.snapshot_index != index:
+                    continue
+                if "result" in action:
+                    self.snapshot_created(
+                        context, snapshot.id, action["result"]
+                    )
+                else:
                     self.snapshot_failed(
                         context,
                         snapshot.id,

@@ -34,6 +34,16 @@ compute_opts = [
         help="Disk file names (file-backed) or image name suffixes (RBD, "
         "after `<uuid>_`) that are never snapshotted.",
     ),
+    cfg.ListOpt(
+        "backends",
+        default=["file", "rbd"],
+        item_type=cfg.types.String(choices=["file", "rbd"]),
+        help="Storage backends this agent serves: `file` for qcow2 disks "
+        "under instances_path, `rbd` for Ceph RBD disks (needs the [rbd] "
+        "options and Ceph's client bindings). A host without Ceph lists "
+        "`file` only; Ceph is not contacted until an RBD instance needs "
+        "it.",
+    ),
     cfg.IntOpt(
         "workers",
         default=4,

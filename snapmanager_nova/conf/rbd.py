@@ -37,6 +37,16 @@ rbd_opts = [
         min=1,
         help="Seconds to wait for the Ceph cluster when connecting.",
     ),
+    cfg.IntOpt(
+        "rados_op_timeout",
+        default=60,
+        min=0,
+        help="Seconds librados waits for one monitor or OSD request before "
+        "failing it (`rados_mon_op_timeout` and `rados_osd_op_timeout` of "
+        "the agent's Ceph client); 0 waits for ever. Keep it below "
+        "`[compute] call_timeout` so that a call abandoned at its deadline "
+        "also ends inside librados instead of holding a thread.",
+    ),
 ]
 
 

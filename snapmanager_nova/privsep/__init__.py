@@ -7,13 +7,14 @@ an oslo.privsep daemon that keeps only the capabilities below, the same
 file-ownership capabilities Nova's own ``sys_admin_pctxt`` relies on.
 
 Starting the daemon
-    In production the first privileged call starts ``privsep-helper``
-    through the root helper given to ``oslo_privsep.priv_context.init``
-    (``sudo snapmanager-rootwrap /etc/snapmanager/rootwrap.conf``), with
-    the agent's config files, so the daemon reads the same ``[compute]``
-    paths. The ``[snapmanager_sys_admin]`` section of the config (oslo
-    .privsep's own options: ``helper_command``, ``user``, ``group``,
-    ``capabilities``) tunes it.
+    snapmanager-compute starts it at start-up (``start_daemon`` below):
+    by forking when the agent already runs as root, otherwise through
+    ``sudo privsep-helper`` with the agent's config files (oslo.privsep's
+    default), so the daemon reads the same ``[compute]`` paths and the
+    agent's user needs a sudoers entry for ``privsep-helper`` only. The
+    ``[snapmanager_sys_admin]`` section of the config (oslo.privsep's own
+    options: ``helper_command``, ``user``, ``group``, ``capabilities``)
+    tunes it.
 
     A process that already runs as root (the functional tests) can start
     the daemon by forking instead::
@@ -23,6 +24,8 @@ Starting the daemon
     or call the entrypoints in-process with
     ``sys_admin_pctxt.set_client_mode(False)``.
 """
+
+import os
 
 from oslo_privsep import capabilities
 from oslo_privsep import priv_context
@@ -37,3 +40,15 @@ sys_admin_pctxt = priv_context.PrivContext(
         capabilities.CAP_FOWNER,
     ],
 )
+
+
+def start_daemon():
+    """Start the privileged daemon before any work arrives.
+
+    Starting it up front makes a broken sudoers entry fail the agent's
+    start, loudly, instead of the first snapshot an hour later.
+    """
+    if os.geteuid() == 0:
+        sys_admin_pctxt.start(priv_context.Method.FORK)
+    else:
+        sys_admin_pctxt.start(priv_context.Method.ROOTWRAP)

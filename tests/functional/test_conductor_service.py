@@ -177,6 +177,35 @@ def test_recovery_report_fails_the_interrupted_snapshot(conductor):
     assert row.committed and row.root_index == index
 
 
+def test_recovery_report_counts_a_completed_copy(conductor):
+    api, ctx, _, _ = conductor
+    instance = db_fixtures.make_instance(ctx)
+    index = db_api.instance_allocate_snapshot_index(ctx, instance.uuid)
+    finished = db_fixtures.make_snapshot(ctx, instance, snapshot_index=index)
+    result = {
+        "disks": [{"target": "vda", "name": "disk"}],
+        "size_bytes": 512,
+        "quiesced": False,
+        "pause_seconds": 0.0,
+    }
+    api.recovery_report(
+        ctx,
+        "compute-1",
+        [
+            {
+                "instance_uuid": instance.uuid,
+                "snapshot_index": index,
+                "action": "completed",
+                "detail": "",
+                "result": result,
+            }
+        ],
+    )
+    recorded = status_of(ctx, finished.id, "available")
+    assert recorded.disks == result["disks"]
+    assert recorded.size_bytes == 512
+
+
 def test_unknown_snapshot_is_dropped_not_fatal(conductor):
     api, ctx, _, _ = conductor
     api.snapshot_failed(ctx, "00000000-0000-0000-0000-000000000000", "x")

@@ -35,7 +35,7 @@ def test_help_mentions_config_file(script):
 
 @pytest.mark.parametrize(
     "script",
-    ["snapmanager-api", "snapmanager-compute"],
+    ["snapmanager-api"],
 )
 def test_unfinished_services_say_so_and_fail(script, tmp_path):
     config = tmp_path / "snapmanager.conf"

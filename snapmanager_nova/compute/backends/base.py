@@ -36,7 +36,9 @@ class RecoveryAction:
     instance_uuid: str
     snapshot_index: int
     # "committed" (overlay merged back), "discarded" (partial copy or
-    # snapshot removed), "completed" (a finished copy kept).
+    # snapshot removed), "completed" (a finished copy kept: the backend
+    # then answers describe(instance_uuid, index) with its result),
+    # "thawed" (a guest left frozen was thawed).
     action: str
     detail: str = ""
 
@@ -75,6 +77,17 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def list_indexes(self, instance_uuid):
         """The snapshot indexes that exist in storage for an instance."""
+
+    def release(self, instance_uuid, keep):
+        """Let Nova remove the instance's disks as if we were not there.
+
+        Called when Nova starts deleting, rebuilding or shelve-offloading
+        the instance. ``keep`` is the instance's ``keep_after_delete``.
+        Returns the snapshot indexes removed (or kept). Storage that Nova
+        removes whatever we hold (the file backend's store lives apart from
+        Nova's files) has nothing to do.
+        """
+        return []
 
     @abc.abstractmethod
     def recover(self, instances):

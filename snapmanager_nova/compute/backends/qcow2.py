@@ -43,7 +43,6 @@ every libvirt and qemu-img call is bounded by
 
 import datetime
 import os
-import threading
 import time
 
 import libvirt
@@ -52,6 +51,7 @@ from oslo_utils import excutils
 
 from snapmanager_nova import conf as sm_conf
 from snapmanager_nova import exception
+from snapmanager_nova.compute import connection
 from snapmanager_nova.compute import domain
 from snapmanager_nova.compute import guest
 from snapmanager_nova.compute.backends import backup
@@ -87,11 +87,7 @@ class Qcow2Backend(base.Backend):
         """``connect`` returns a libvirt connection; recovery uses it to
         find the domains of the instances it is given (default: open
         ``[compute] libvirt_uri``)."""
-        self._connect = connect or (
-            lambda: libvirt.open(CONF.compute.libvirt_uri)
-        )
-        self._conn = None
-        self._conn_lock = threading.Lock()
+        self._libvirt = connection.LibvirtConnection(connect)
 
     @property
     def store(self):
@@ -591,14 +587,8 @@ class Qcow2Backend(base.Backend):
 
     # -- Helpers --------------------------------------------------------
 
-    def _connection(self):
-        with self._conn_lock:
-            if self._conn is None or not self._conn.isAlive():
-                self._conn = nova_files.call("libvirt connect", self._connect)
-            return self._conn
-
     def _lookup(self, instance_uuid):
-        conn = self._connection()
+        conn = self._libvirt.get()
         try:
             return nova_files.call(
                 "domain lookup", conn.lookupByUUIDString, instance_uuid

@@ -111,7 +111,18 @@ class SlowBackend(base.Backend):
         return [
             base.RecoveryAction(instance.uuid, 7, "committed")
             for instance in instances
+        ] + [
+            base.RecoveryAction(instance.uuid, 6, "completed")
+            for instance in instances
         ]
+
+    def describe(self, instance_uuid, index):
+        return base.SnapshotResult(
+            disks=[{"target": "vda", "index": index}],
+            size_bytes=2,
+            quiesced=True,
+            pause_seconds=0.0,
+        )
 
 
 @pytest.fixture
@@ -260,12 +271,17 @@ def test_init_host_recovers_and_reports(agent, conn):
     assert any(a.instance_uuid == instance_uuid for a in actions)
     ((method, (host, reported), _),) = conductor.calls
     assert method == "recovery_report" and host == "host-1"
+    mine = [r for r in reported if r["instance_uuid"] == instance_uuid]
     assert {
         "instance_uuid": instance_uuid,
         "snapshot_index": 7,
         "action": "committed",
         "detail": "",
-    } in reported
+    } in mine
+    # A copy that had completed carries the result it would have reported.
+    (completed,) = [r for r in mine if r["action"] == "completed"]
+    assert completed["result"]["disks"] == [{"target": "vda", "index": 6}]
+    assert completed["result"]["quiesced"] is True
 
 
 def test_a_failing_work_item_does_not_stall_the_queue():

@@ -1,0 +1,290 @@
+"""What the RBD backend reads from and does to images and groups.
+
+Each function here runs whole inside one bounded call (the backend wraps
+every call with :meth:`RbdClient.call`): it makes a few librbd calls and
+handles the library's own "not there" answers before they are translated
+into Snapmanager's errors. Ceph's bindings are imported inside the
+functions, so that modules importing this one load without them.
+"""
+
+import dataclasses
+
+KIND_USER = "user"  # one RBD snapshot per image, named after the index
+KIND_GROUP = "group"  # one snapshot of the instance's RBD group
+
+# librbd's snapshot namespaces (rbd.RBD_SNAP_NAMESPACE_TYPE_*), as plain
+# numbers for the same reason.
+NS_USER = 0
+NS_GROUP = 1
+# rbd.RBD_GROUP_SNAP_STATE_COMPLETE
+GROUP_SNAP_COMPLETE = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Snap:
+    """One snapshot on an image, ours or not."""
+
+    id: int
+    name: str  # librbd's name on the image: ``.group.*`` for group parts
+    namespace: int
+    index: int | None = None  # set when it is one of ours
+    kind: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageState:
+    pool: str
+    name: str
+    size: int
+    object_size: int
+    snaps: tuple  # every snapshot, oldest first
+    pending: frozenset  # indexes marked as being taken
+
+    @property
+    def indexes(self):
+        return {snap.index for snap in self.snaps if snap.index is not None}
+
+    def snap(self, index):
+        for snap in self.snaps:
+            if snap.index == index:
+                return snap
+        return None
+
+
+def list_images(ioctx):
+    """Every image name in the pool (one read of its directory)."""
+    import rbd
+
+    return rbd.RBD().list(ioctx)
+
+
+def read_image(ioctx, pool, name, names, group_name):
+    """The image's :class:`ImageState`, None if it does not exist.
+
+    Opened read-only: no watch, no lock, so reading never disturbs a
+    running guest or a concurrent operation.
+    """
+    import rbd
+
+    try:
+        image = rbd.Image(ioctx, name, read_only=True)
+    except rbd.ImageNotFound:
+        return None
+    try:
+        snaps = []
+        for entry in image.list_snaps():
+            namespace = entry.get("namespace", NS_USER)
+            index = kind = None
+            if namespace == NS_USER:
+                index = names.parse_snapshot(entry["name"])
+                kind = KIND_USER
+            elif namespace == NS_GROUP:
+                group = entry.get("group") or {}
+                if group.get("name") == group_name:
+                    index = names.parse_snapshot(group.get("snap_name", ""))
+                    kind = KIND_GROUP
+            snaps.append(
+                Snap(
+                    id=entry["id"],
+                    name=entry["name"],
+                    namespace=namespace,
+                    index=index,
+                    kind=kind if index is not None else None,
+                )
+            )
+        pending = {
+            names.parse_pending_key(key) for key, _ in image.metadata_list()
+        }
+        stat = image.stat()
+    finally:
+        image.close()
+    return ImageState(
+        pool=pool,
+        name=name,
+        size=stat["size"],
+        object_size=stat["obj_size"],
+        snaps=tuple(sorted(snaps, key=lambda snap: snap.id)),
+        pending=frozenset(pending - {None}),
+    )
+
+
+def measure(ioctx, name, snap_id):
+    """(provisioned size, used bytes) of the image at a snapshot."""
+    import rbd
+
+    image = rbd.Image(ioctx, name, read_only=True)
+    try:
+        image.set_snap_by_id(snap_id)
+        size = image.size()
+        used = [0]
+
+        def count(offset, length, exists):
+            if exists:
+                used[0] += length
+
+        # Without the parent: the Glance base is shared by every instance
+        # booted from it and not part of what the snapshot holds.
+        image.diff_iterate(
+            0, size, None, count, include_parent=False, whole_object=True
+        )
+    finally:
+        image.close()
+    return size, min(used[0], size)
+
+
+def exclusive_bytes(ioctx, state, before, snap, after):
+    """Objects changed both up to ``snap`` and after it: what only it
+    holds, and what the OSDs reclaim once it is removed."""
+    import rbd
+
+    def changed(at, since):
+        # at=None reads the image as it is now.
+        image = rbd.Image(ioctx, state.name, read_only=True)
+        objects = set()
+
+        def collect(offset, length, exists):
+            first = offset // state.object_size
+            last = (offset + length - 1) // state.object_size
+            objects.update(range(first, last + 1))
+
+        try:
+            if at is not None:
+                image.set_snap_by_id(at.id)
+            image.diff_iterate(
+                0,
+                image.size(),
+                since.name if since else None,
+                collect,
+                include_parent=False,
+                whole_object=True,
+            )
+        finally:
+            image.close()
+        return objects
+
+    # Opening at a snapshot works by id whatever its namespace; the diff
+    # starts from a name, which is why ``snap`` and ``before`` must be
+    # user-namespace snapshots while ``after`` may be anything (or now).
+    shared = changed(snap, before) & changed(after, snap)
+    return len(shared) * state.object_size
+
+
+def watchers(image):
+    return list(image.watchers_list())
+
+
+def rename(ioctx, old, new):
+    import rbd
+
+    rbd.RBD().rename(ioctx, old, new)
+
+
+def remove_user_snap(ioctx, image_name, snap_name):
+    import rbd
+
+    try:
+        image = rbd.Image(ioctx, image_name)
+    except rbd.ImageNotFound:
+        return
+    try:
+        if not image.snap_exists(snap_name):
+            return
+        if image.is_protected_snap(snap_name):
+            image.unprotect_snap(snap_name)
+        image.remove_snap(snap_name)
+    finally:
+        image.close()
+
+
+def remove_metadata(ioctx, image_name, key):
+    import rbd
+
+    try:
+        image = rbd.Image(ioctx, image_name)
+    except rbd.ImageNotFound:
+        return
+    try:
+        image.metadata_remove(key)
+    except KeyError:
+        pass  # already gone: removing a mark is idempotent
+    finally:
+        image.close()
+
+
+def remove_image(ioctx, state):
+    import rbd
+
+    image = rbd.Image(ioctx, state.name)
+    try:
+        for entry in list(image.list_snaps()):
+            if entry.get("namespace", NS_USER) != NS_USER:
+                continue  # group and trash snapshots go with their owner
+            if image.is_protected_snap(entry["name"]):
+                image.unprotect_snap(entry["name"])
+            image.remove_snap(entry["name"])
+    finally:
+        image.close()
+    rbd.RBD().remove(ioctx, state.name)
+
+
+def open_group(ioctx, group_name):
+    import rbd
+
+    return rbd.Group(ioctx, group_name)
+
+
+def ensure_group(ioctx, group_name):
+    import rbd
+
+    if group_name not in rbd.RBD().group_list(ioctx):
+        try:
+            rbd.RBD().group_create(ioctx, group_name)
+        except rbd.ObjectExists:
+            pass
+
+
+def group_snaps(ioctx, group_name):
+    import rbd
+
+    if group_name not in rbd.RBD().group_list(ioctx):
+        return []
+    group = rbd.Group(ioctx, group_name)
+    return [(snap["name"], snap["state"]) for snap in group.list_snaps()]
+
+
+def empty_group(ioctx, group_name):
+    import rbd
+
+    if group_name not in rbd.RBD().group_list(ioctx):
+        return []
+    group = rbd.Group(ioctx, group_name)
+    removed = []
+    for member in list(group.list_images()):
+        # Nova's images all live in one pool, where the group is made.
+        group.remove_image(ioctx, member["name"])
+        removed.append(member["name"])
+    return removed
+
+
+def remove_group_snap(ioctx, group_name, snap_name):
+    import rbd
+
+    if group_name not in rbd.RBD().group_list(ioctx):
+        return
+    try:
+        rbd.Group(ioctx, group_name).remove_snap(snap_name)
+    except rbd.ObjectNotFound:
+        pass
+
+
+def remove_group_if_unused(ioctx, group_name):
+    import rbd
+
+    if group_name not in rbd.RBD().group_list(ioctx):
+        return
+    group = rbd.Group(ioctx, group_name)
+    # librbd's group_remove removes the group's snapshots too: only an
+    # empty group goes.
+    if list(group.list_snaps()) or list(group.list_images()):
+        return
+    rbd.RBD().group_remove(ioctx, group_name)
