@@ -81,11 +81,11 @@ def messaging_conf():
     from oslo_messaging import conffixture
 
     # oslo.messaging needs the global CONF (a private ConfigOpts lacks
-    # options it registers there); the fixture restores it afterwards.
-    fixture = conffixture.ConfFixture(cfg.CONF)
-    fixture.setUp()
-    yield cfg.CONF
-    fixture.cleanUp()
+    # options it registers there). Building the fixture registers them; it
+    # is not set up, since its cleanup resets all of CONF, overrides that
+    # session-scoped fixtures made included.
+    conffixture.ConfFixture(cfg.CONF)
+    return cfg.CONF
 
 
 def delete_queues(transport_url, names):

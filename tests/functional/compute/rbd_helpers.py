@@ -55,7 +55,6 @@ DOMAIN_XML = """\
   <os><type arch='x86_64' machine='pc'>hvm</type></os>
   <devices>
 {disks}
-    <graphics type='vnc' autoport='yes' listen='127.0.0.1'/>
   </devices>
 </domain>
 """
@@ -335,27 +334,33 @@ def rbd_backend(rbd_agent_client, libvirt_env):
     )
 
 
-@pytest.fixture(scope="session")
-def ceph_secret(libvirt_env, ceph):
+def define_ceph_secret(conn, ceph):
     """An ephemeral, private libvirt secret with the cluster's key, as
-    Nova's ``rbd_secret_uuid`` names one."""
-    import libvirt
-
+    Nova's ``rbd_secret_uuid`` names one; the caller undefines it."""
     parser = configparser.ConfigParser()
     parser.read(ceph["keyring"])
     key = parser["client.%s" % ceph["user"]]["key"].strip()
     secret_uuid = str(uuid_lib.uuid4())
-    # libvirt-python prints every error to stderr, expected ones too (a
-    # test domain that was never defined, an agent that is not there).
-    libvirt.registerErrorHandler(lambda _ctx, _error: None, None)
-    conn = libvirt.open(libvirt_env["uri"])
     secret = conn.secretDefineXML(
         "<secret ephemeral='yes' private='yes'><uuid>%s</uuid>"
         "<usage type='ceph'><name>snapmanager-test %s</name></usage>"
         "</secret>" % (secret_uuid, secret_uuid)
     )
     secret.setValue(base64.b64decode(key))
-    yield secret_uuid
+    return secret
+
+
+@pytest.fixture(scope="session")
+def ceph_secret(libvirt_env, ceph):
+    """The UUID of a secret from :func:`define_ceph_secret`."""
+    import libvirt
+
+    # libvirt-python prints every error to stderr, expected ones too (a
+    # test domain that was never defined, an agent that is not there).
+    libvirt.registerErrorHandler(lambda _ctx, _error: None, None)
+    conn = libvirt.open(libvirt_env["uri"])
+    secret = define_ceph_secret(conn, ceph)
+    yield secret.UUIDString()
     secret.undefine()
     conn.close()
 
