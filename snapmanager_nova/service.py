@@ -36,22 +36,6 @@ def prepare(argv=None, default_config_files=None):
     logging.setup(CONF, "snapmanager")
 
 
-def not_yet_available(binary, role, argv=None):
-    """Entry point body of a service that this release does not run yet.
-
-    The command still parses its options, so ``--help`` and
-    ``--config-file`` behave as they will, but it says plainly that it has
-    nothing to run and exits non-zero rather than pretending to serve.
-    """
-    prepare(argv)
-    print(
-        f"{binary}: the {role} is not part of this release yet; "
-        "nothing was started.",
-        file=sys.stderr,
-    )
-    return 1
-
-
 class RPCService:
     """An RPC server for one manager, with periodic tasks beside it.
 

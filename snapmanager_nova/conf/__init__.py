@@ -11,9 +11,10 @@ from snapmanager_nova.conf import compute
 from snapmanager_nova.conf import conductor
 from snapmanager_nova.conf import database
 from snapmanager_nova.conf import default
+from snapmanager_nova.conf import nova
 from snapmanager_nova.conf import rbd
 
 CONF = cfg.CONF
 
-for _module in (default, api, compute, conductor, database, rbd):
+for _module in (default, api, compute, conductor, database, nova, rbd):
     _module.register_opts(CONF)

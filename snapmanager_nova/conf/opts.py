@@ -5,9 +5,10 @@ from snapmanager_nova.conf import compute
 from snapmanager_nova.conf import conductor
 from snapmanager_nova.conf import database
 from snapmanager_nova.conf import default
+from snapmanager_nova.conf import nova
 from snapmanager_nova.conf import rbd
 
-_MODULES = (default, api, compute, conductor, database, rbd)
+_MODULES = (default, api, compute, conductor, database, nova, rbd)
 
 
 def list_opts():

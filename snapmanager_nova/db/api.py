@@ -803,3 +803,44 @@ def service_list(context, binary=None):
         stmt = stmt.where(service.binary == binary)
     stmt = stmt.order_by(service.binary, service.host)
     return list(context.session.execute(stmt).scalars())
+
+
+# Queries of the REST API's listings
+
+
+@context_manager.reader
+def instance_list_page(
+    context, project_id=None, snapshot_enabled=None, limit=None, marker=None
+):
+    """Instances not deleted in Nova, by uuid, one page at a time.
+
+    ``marker`` is the uuid of the last instance of the previous page. The
+    order is the uuid itself, so the marker is a position, not a row: a
+    page can resume after an instance that has gone meanwhile.
+    """
+    instance = models.Instance
+    stmt = sa.select(instance).where(instance.deleted_at.is_(None))
+    if project_id is not None:
+        stmt = stmt.where(instance.project_id == project_id)
+    if snapshot_enabled is not None:
+        stmt = stmt.where(instance.snapshot_enabled == snapshot_enabled)
+    if marker is not None:
+        stmt = stmt.where(instance.uuid > marker)
+    stmt = stmt.order_by(instance.uuid)
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    return list(context.session.execute(stmt).scalars())
+
+
+@context_manager.reader
+def schedule_list_by_instances(context, instance_uuids):
+    """The schedules of several instances in one query, oldest first."""
+    if not instance_uuids:
+        return []
+    schedule = models.Schedule
+    stmt = (
+        sa.select(schedule)
+        .where(schedule.instance_uuid.in_(list(instance_uuids)))
+        .order_by(schedule.created_at, schedule.id)
+    )
+    return list(context.session.execute(stmt).scalars())

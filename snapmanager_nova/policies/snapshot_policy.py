@@ -6,13 +6,18 @@ from snapmanager_nova.policies import base
 
 PREFIX = "snapmanager:snapshot_policy:%s"
 PATH = "/v1/servers/{server_id}/snapshot-policy"
+DEFAULT_PATH = "/v1/projects/{project_id}/default-snapshot-policy"
 
 rules = [
     policy.DocumentedRuleDefault(
         name=PREFIX % "show",
         check_str=base.PROJECT_READER_OR_ADMIN,
-        description="Show a server's snapshot policy.",
-        operations=[{"method": "GET", "path": PATH}],
+        description="Show a server's snapshot policy, or its project's "
+        "default policy.",
+        operations=[
+            {"method": "GET", "path": PATH},
+            {"method": "GET", "path": DEFAULT_PATH},
+        ],
         scope_types=["project"],
     ),
     policy.DocumentedRuleDefault(
@@ -41,10 +46,7 @@ rules = [
         "its project's default policy.",
         operations=[
             {"method": "PUT", "path": PATH},
-            {
-                "method": "PUT",
-                "path": "/v1/projects/{project_id}/default-snapshot-policy",
-            },
+            {"method": "PUT", "path": DEFAULT_PATH},
         ],
         scope_types=["project"],
     ),
@@ -55,10 +57,7 @@ rules = [
         "default policy.",
         operations=[
             {"method": "DELETE", "path": PATH},
-            {
-                "method": "DELETE",
-                "path": "/v1/projects/{project_id}/default-snapshot-policy",
-            },
+            {"method": "DELETE", "path": DEFAULT_PATH},
         ],
         scope_types=["project"],
     ),

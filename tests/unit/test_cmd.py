@@ -33,18 +33,6 @@ def test_help_mentions_config_file(script):
     assert "--config-file" in result.stdout
 
 
-@pytest.mark.parametrize(
-    "script",
-    ["snapmanager-api"],
-)
-def test_unfinished_services_say_so_and_fail(script, tmp_path):
-    config = tmp_path / "snapmanager.conf"
-    config.write_text("[DEFAULT]\nhost = test-host\n")
-    result = run(script, "--config-file", str(config))
-    assert result.returncode != 0
-    assert "not part of this release" in result.stderr
-
-
 def test_bad_config_file_is_an_error(tmp_path):
     result = run(
         "snapmanager-manage",

@@ -1,0 +1,350 @@
+"""Snapshots: listing and showing them, taking one now, deleting, restoring.
+
+Taking a snapshot now and deleting one are recorded first (a snapshot in
+``creating`` or ``deleting`` and an operation to follow it) and then cast
+to the compute agent on the server's host; the agent reports back to the
+conductor, which records the outcome. Restoring is recorded as a pending
+operation: the conductor orchestrates it (lock and stop the server in
+Nova, have the agent restore, start and unlock), and the operation shows
+how far it got.
+"""
+
+import oslo_messaging as messaging
+from oslo_log import log as logging
+
+from snapmanager_nova import exception
+from snapmanager_nova.api import authz
+from snapmanager_nova.api import context as api_context
+from snapmanager_nova.api import pagination
+from snapmanager_nova.api import responses
+from snapmanager_nova.api import validation
+from snapmanager_nova.api import views
+from snapmanager_nova.api.handlers import common
+from snapmanager_nova.api.schemas import snapshot as schemas
+from snapmanager_nova.db import api as db_api
+from snapmanager_nova.db import models
+
+LOG = logging.getLogger(__name__)
+
+PREFIX = "snapmanager:snapshot:"
+LIST = PREFIX + "list"
+SHOW = PREFIX + "show"
+CREATE = PREFIX + "create"
+DELETE = PREFIX + "delete"
+RESTORE = PREFIX + "restore"
+
+# Nova statuses in which a server's disks sit still on its host, so a
+# snapshot can be taken. Building, migrating, shelved or failed servers
+# have disks that are not there yet, moving, or gone.
+SNAPSHOTTABLE_STATUSES = ("ACTIVE", "SHUTOFF", "PAUSED", "SUSPENDED")
+
+# Listing shows the snapshots that exist or are on their way; deleted
+# ones are history, shown when asked for by status.
+_LISTED_BY_DEFAULT = [
+    status
+    for status in models.SNAPSHOT_STATUSES
+    if status != models.SNAPSHOT_DELETED
+]
+
+_AGENTS = "Snapmanager's compute agents"
+
+
+def _operation_url(req, operation):
+    """Where a client polls the operation a 202 answer started."""
+    return f"{req.application_url}/v1/operations/{operation.id}"
+
+
+class SnapshotController:
+    def __init__(self, conf, nova, compute_api):
+        self.conf = conf
+        self.nova = nova
+        # A callable giving the compute RPC client; called when a cast is
+        # first needed, so the API starts without a message bus.
+        self._compute_api_factory = compute_api
+        self._compute_api = None
+
+    @property
+    def compute_api(self):
+        if self._compute_api is None:
+            self._compute_api = self._compute_api_factory()
+        return self._compute_api
+
+    def _get_snapshot(self, context, rule, snapshot_id):
+        snapshot = db_api.snapshot_get(context, snapshot_id)
+        authz.authorize(
+            context,
+            rule,
+            snapshot.project_id,
+            hide=exception.SnapshotNotFound(snapshot_id=snapshot_id),
+        )
+        return snapshot
+
+    # Listing
+
+    def index(self, req, query):
+        context = api_context.get(req)
+        server_id = query.get("server_id")
+        if server_id is None:
+            authz.authorize(context, LIST, context.project_id)
+            return self._list(
+                req, context, query, project_id=context.project_id
+            )
+        return self._server_list(req, context, query, server_id)
+
+    def server_index(self, req, server_id, query):
+        context = api_context.get(req)
+        return self._server_list(req, context, query, server_id)
+
+    def _server_list(self, req, context, query, server_id):
+        project_id = common.server_project(self.nova, context, server_id)
+        authz.authorize(
+            context,
+            LIST,
+            project_id,
+            hide=exception.ServerNotFound(server_id=server_id),
+        )
+        return self._list(req, context, query, instance_uuid=server_id)
+
+    def _check_marker(self, context, marker, project_id, instance_uuid):
+        # The marker must be an item of this very listing: a snapshot of
+        # another project would otherwise answer whether it exists.
+        try:
+            snapshot = db_api.snapshot_get(context, marker)
+        except exception.SnapshotNotFound:
+            snapshot = None
+        if snapshot is None or (
+            (project_id is not None and snapshot.project_id != project_id)
+            or (
+                instance_uuid is not None
+                and snapshot.instance_uuid != instance_uuid
+            )
+        ):
+            raise exception.InvalidField(
+                field="marker",
+                reason=f"{marker!r} is not a snapshot of this listing",
+            )
+
+    def _list(self, req, context, query, project_id=None, instance_uuid=None):
+        page_size = pagination.limit(query, self.conf.api.max_limit)
+        marker = query.get("marker")
+        if marker is not None:
+            self._check_marker(context, marker, project_id, instance_uuid)
+        snapshots = db_api.snapshot_list(
+            context,
+            instance_uuid=instance_uuid,
+            project_id=project_id,
+            status=query.get("status", _LISTED_BY_DEFAULT),
+            limit=page_size,
+            marker=marker,
+        )
+        return responses.json_response(
+            200,
+            {
+                "snapshots": [views.snapshot(row) for row in snapshots],
+                "snapshots_links": pagination.links(
+                    req, query, snapshots, page_size, lambda row: row.id
+                ),
+            },
+        )
+
+    def show(self, req, snapshot_id):
+        context = api_context.get(req)
+        snapshot = self._get_snapshot(context, SHOW, snapshot_id)
+        return responses.json_response(
+            200, {"snapshot": views.snapshot(snapshot)}
+        )
+
+    # Taking a snapshot now
+
+    def create(self, req, server_id):
+        context = api_context.get(req)
+        server = self.nova.get(context, server_id)
+        authz.authorize(
+            context,
+            CREATE,
+            server.project_id,
+            hide=exception.ServerNotFound(server_id=server_id),
+        )
+        body = validation.json_body(req, schemas.CREATE, required=False)
+        quiesce = (body or {}).get("quiesce", schemas.DEFAULT_QUIESCE)
+        if server.status not in SNAPSHOTTABLE_STATUSES or not server.host:
+            raise exception.ServerNotReady(
+                server_id=server_id,
+                action="snapshotted",
+                reason=f"it is {server.status}"
+                + ("" if server.host else " and has no compute host"),
+            )
+        with db_api.context_manager.writer.using(context):
+            instance = db_api.instance_create_or_update(
+                context,
+                server.id,
+                {"project_id": server.project_id, "host": server.host},
+            )
+            index = db_api.instance_allocate_snapshot_index(context, server.id)
+            snapshot = db_api.snapshot_create(
+                context,
+                {
+                    "instance_uuid": server.id,
+                    "snapshot_index": index,
+                    "backend": instance.backend,
+                },
+            )
+            operation = db_api.operation_create(
+                context,
+                {
+                    "type": "snapshot",
+                    "instance_uuid": server.id,
+                    "snapshot_id": snapshot.id,
+                },
+            )
+        # Cast after the commit, so the agent never works on rows that
+        # are not there yet.
+        self._cast_or_fail(
+            context,
+            snapshot,
+            operation,
+            lambda: self.compute_api.create_snapshot(
+                context, server.host, server.id, snapshot.id, index, quiesce
+            ),
+        )
+        return self._accepted(req, snapshot, operation)
+
+    # Deleting
+
+    def delete(self, req, snapshot_id):
+        context = api_context.get(req)
+        snapshot = self._get_snapshot(context, DELETE, snapshot_id)
+        if snapshot.status not in (
+            models.SNAPSHOT_AVAILABLE,
+            models.SNAPSHOT_ERROR,
+        ):
+            raise exception.SnapshotNotDeletable(
+                snapshot_id=snapshot_id,
+                reason=f"it is {snapshot.status}; only available and "
+                "error snapshots can be deleted",
+            )
+        # The snapshot's storage is on the host Snapmanager last recorded
+        # for the server (from Nova's record, whenever a policy is set or
+        # a snapshot taken); that also holds for a server Nova has since
+        # deleted, which Nova could no longer place anywhere.
+        instance = db_api.instance_get(context, snapshot.instance_uuid)
+        if not instance.host:
+            raise exception.SnapshotNotDeletable(
+                snapshot_id=snapshot_id,
+                reason=f"no compute host is known for server {instance.uuid}",
+            )
+        with db_api.context_manager.writer.using(context):
+            # Conditional: of two concurrent deletes one gets 409.
+            snapshot = db_api.snapshot_update_status(
+                context, snapshot_id, models.SNAPSHOT_DELETING
+            )
+            operation = db_api.operation_create(
+                context,
+                {
+                    "type": "delete",
+                    "instance_uuid": instance.uuid,
+                    "snapshot_id": snapshot_id,
+                },
+            )
+        self._cast_or_fail(
+            context,
+            snapshot,
+            operation,
+            lambda: self.compute_api.delete_snapshot(
+                context,
+                instance.host,
+                snapshot.id,
+                instance.uuid,
+                snapshot.backend,
+                snapshot.snapshot_index,
+                snapshot.disks,
+            ),
+        )
+        return self._accepted(req, snapshot, operation)
+
+    # Actions
+
+    def action(self, req, snapshot_id):
+        context = api_context.get(req)
+        snapshot = self._get_snapshot(context, RESTORE, snapshot_id)
+        validation.json_body(req, schemas.ACTION)
+        return self._restore(req, context, snapshot)
+
+    def _restore(self, req, context, snapshot):
+        if snapshot.status != models.SNAPSHOT_AVAILABLE:
+            raise exception.SnapshotNotRestorable(
+                index=snapshot.snapshot_index,
+                instance_uuid=snapshot.instance_uuid,
+                reason=f"it is {snapshot.status}, not available",
+            )
+        server_id = snapshot.instance_uuid
+        try:
+            self.nova.get(context, server_id)
+        except exception.ServerNotFound:
+            raise exception.ServerNotReady(
+                server_id=server_id,
+                action="restored",
+                reason="Nova no longer has it, and a restore works in place",
+            ) from None
+        with db_api.context_manager.writer.using(context):
+            unfinished = db_api.operation_list(
+                context,
+                instance_uuid=server_id,
+                state=[models.OPERATION_PENDING, models.OPERATION_RUNNING],
+            )
+            if any(op.type == "restore" for op in unfinished):
+                raise exception.InstanceBusy(instance_uuid=server_id)
+            operation = db_api.operation_create(
+                context,
+                {
+                    "type": "restore",
+                    "instance_uuid": server_id,
+                    "snapshot_id": snapshot.id,
+                },
+            )
+        return responses.json_response(
+            202,
+            {"operation": views.operation(operation)},
+            headers={"Location": _operation_url(req, operation)},
+        )
+
+    # Shared
+
+    def _accepted(self, req, snapshot, operation):
+        return responses.json_response(
+            202,
+            {
+                "snapshot": views.snapshot(snapshot),
+                "operation": views.operation(operation),
+            },
+            headers={"Location": _operation_url(req, operation)},
+        )
+
+    def _cast_or_fail(self, context, snapshot, operation, cast):
+        """Cast to the agent; if the bus refuses, record the failure.
+
+        The rows are already committed, so a cast that fails must not
+        leave them claiming work is under way: the snapshot goes to
+        ``error`` and the operation to ``failed``, with the reason, and
+        the client gets 503.
+        """
+        try:
+            cast()
+        except messaging.MessagingException as exc:
+            LOG.error(
+                "Cannot cast to the agent for snapshot %s: %s",
+                snapshot.id,
+                exc,
+            )
+            reason = "the request could not be sent to the compute agent"
+            db_api.snapshot_update_status(
+                context, snapshot.id, models.SNAPSHOT_ERROR, error=reason
+            )
+            db_api.operation_update(
+                context,
+                operation.id,
+                {"state": models.OPERATION_FAILED, "error": reason},
+            )
+            raise exception.ServiceUnavailable(
+                service=_AGENTS, reason=reason
+            ) from exc

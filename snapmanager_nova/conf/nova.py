@@ -1,0 +1,59 @@
+"""Options of the [nova] group: how snapmanager-api reaches Nova.
+
+The API asks Nova's compute API who owns a server and where it runs
+before it lets a tenant touch the server's snapshots. It does so with
+service credentials of its own (keystoneauth's auth, session and adapter
+options), never with the tenant's token: the answer decides what the
+tenant may do, so the tenant must not be the one asking.
+"""
+
+from keystoneauth1 import loading as ks_loading
+from oslo_config import cfg
+
+GROUP_NAME = "nova"
+DEFAULT_SERVICE_TYPE = "compute"
+
+nova_group = cfg.OptGroup(
+    GROUP_NAME,
+    title="Nova API options",
+    help="How snapmanager-api reaches Nova's compute API to look up a "
+    "server's project, host and status. The credentials are Snapmanager's "
+    "service user; it needs a role that Nova's policy allows to see every "
+    "project's servers and their `OS-EXT-SRV-ATTR:host` (admin by "
+    "default). Set `auth_type` and that keystoneauth plugin's options "
+    "here, e.g. for `password`: auth_url, username, password, "
+    "user_domain_name, project_name, project_domain_name.",
+)
+
+
+def _adapter_opts():
+    opts = ks_loading.get_adapter_conf_options(include_deprecated=False)
+    # Nova's public and internal endpoints serve the same API; prefer the
+    # internal one, as services talking to services normally do.
+    cfg.set_defaults(
+        opts,
+        service_type=DEFAULT_SERVICE_TYPE,
+        valid_interfaces=["internal", "public"],
+    )
+    return opts
+
+
+def register_opts(conf):
+    conf.register_group(nova_group)
+    ks_loading.register_session_conf_options(conf, GROUP_NAME)
+    ks_loading.register_auth_conf_options(conf, GROUP_NAME)
+    conf.register_opts(_adapter_opts(), group=nova_group)
+
+
+def list_opts():
+    # Only what register_opts registers: the chosen plugin's own options
+    # are registered by keystoneauth when it loads the plugin, and which
+    # plugin that is only the deployment knows (the group's help names
+    # the usual ones).
+    return {
+        nova_group: (
+            ks_loading.get_session_conf_options()
+            + ks_loading.get_auth_common_conf_options()
+            + _adapter_opts()
+        )
+    }

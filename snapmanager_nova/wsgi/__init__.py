@@ -1,0 +1,1 @@
+"""Modules that WSGI servers load (``snapmanager_nova.wsgi.api``)."""
