@@ -5,7 +5,8 @@ Nova keeps an instance's disks as images ``<pool>/<uuid>_disk`` (and
 them, named ``<snapshot_prefix><index>`` (:mod:`.rbd_names`); nothing is
 copied, so taking one costs milliseconds whatever the disk size.
 Numbers below were measured on the single-OSD test cluster with QEMU
-(TCG) holding the images open (tests/functional/compute/test_rbd_*.py).
+(TCG) holding the images open (``python -m benchmarks.compute``, see
+benchmarks/README.md).
 
 Consistency across disks
     With the guest frozen (qemu-guest-agent) each image gets a plain

@@ -8,7 +8,7 @@ SeaBIOS, so the tests write "guest" data themselves, offline with
 qemu-io, or into a running domain's active layer through QEMU's monitor.
 
 Used by the pytest fixtures, the crash-test child process and the
-measurement script alike.
+compute benchmark (``benchmarks/compute``) alike.
 """
 
 import dataclasses
@@ -33,10 +33,16 @@ DISK_SIZE = 32 * MiB
 BASE_PATTERN = 0x11
 EPHEMERAL_PATTERN = 0x22
 
-# Nova file name: (target, the device alias libvirt gives it)
+# Nova file name: (target, the device alias libvirt gives it). Nova
+# names a flavor's single ephemeral disk ``disk.local`` and ephemeral
+# disks from block device mappings ``disk.eph<n>``; an instance has one
+# kind or the other, so ``disk.local`` and ``disk.eph0`` share a target.
 _DISKS = {
     "disk": ("vda", "virtio-disk0"),
     "disk.local": ("vdb", "virtio-disk1"),
+    "disk.eph0": ("vdb", "virtio-disk1"),
+    "disk.eph1": ("vdc", "virtio-disk2"),
+    "disk.eph2": ("vdd", "virtio-disk3"),
 }
 
 DOMAIN_XML = """\
@@ -261,10 +267,11 @@ def make_instance(
 ):
     """Define (and start) a Nova-like instance; data is written first.
 
-    ``disk`` holds 0xab at 64 KiB and ``disk.local`` 0xba at 64 KiB over
-    bases that read 0x11 (resp. 0x22) over their first ``base_data``
-    bytes (4 MiB). With ``fmt="raw"`` (Nova's ``use_cow_images=False``)
-    the disks are flat raw files holding the same data, with no base.
+    ``disk`` holds 0xab at 64 KiB and each ephemeral disk (``disk.local``,
+    or ``disk.eph0`` to ``disk.eph2``) 0xba at 64 KiB over bases that read
+    0x11 (resp. 0x22) over their first ``base_data`` bytes (4 MiB). With
+    ``fmt="raw"`` (Nova's ``use_cow_images=False``) the disks are flat
+    raw files holding the same data, with no base.
     """
     instance_uuid = str(uuid_lib.uuid4())
     image_id = image_id or str(uuid_lib.uuid4())
