@@ -1,6 +1,10 @@
 import pytest
 
-pytest_plugins = ["tests.fixtures.testenv", "tests.fixtures.services"]
+pytest_plugins = [
+    "tests.fixtures.testenv",
+    "tests.fixtures.services",
+    "tests.fixtures.minicloud",
+]
 
 
 @pytest.hookimpl(hookwrapper=True)
