@@ -72,6 +72,10 @@ SNAPSHOT_TRANSITIONS = {
     SNAPSHOT_DELETED: (),
 }
 
+SCHEDULE_SOURCE_API = "api"
+SCHEDULE_SOURCE_OPERATOR = "operator"
+SCHEDULE_SOURCES = (SCHEDULE_SOURCE_API, SCHEDULE_SOURCE_OPERATOR)
+
 OPERATION_TYPES = ("restore", "delete", "snapshot")
 OPERATION_PENDING = "pending"
 OPERATION_RUNNING = "running"
@@ -174,6 +178,19 @@ class Instance(TimestampMixin, Base):
     # Set when Nova reports the instance gone; the row stays for the
     # snapshots kept after delete.
     deleted_at: orm.Mapped[datetime.datetime | None]
+    # What the conductor's Nova inventory last saw (sync and versioned
+    # notifications); the clock snapshots only a stable server.
+    name: orm.Mapped[str | None] = orm.mapped_column(sa.String(255))
+    nova_status: orm.Mapped[str | None] = orm.mapped_column(sa.String(32))
+    task_state: orm.Mapped[str | None] = orm.mapped_column(sa.String(64))
+    locked: orm.Mapped[bool] = orm.mapped_column(
+        default=False, server_default=sa.false()
+    )
+    locked_reason: orm.Mapped[str | None] = orm.mapped_column(sa.Text)
+    boot_from_volume: orm.Mapped[bool] = orm.mapped_column(
+        default=False, server_default=sa.false()
+    )
+    nova_synced_at: orm.Mapped[datetime.datetime | None]
 
 
 class Schedule(TimestampMixin, Base):
@@ -213,6 +230,12 @@ class Schedule(TimestampMixin, Base):
     enabled: orm.Mapped[bool] = orm.mapped_column(default=True)
     next_run_at: orm.Mapped[datetime.datetime | None]
     last_run_at: orm.Mapped[datetime.datetime | None]
+    # SCHEDULE_SOURCE_API: set by a tenant through the API;
+    # SCHEDULE_SOURCE_OPERATOR: declared in [conductor] policy_file and
+    # rewritten whenever that file changes.
+    source: orm.Mapped[str] = orm.mapped_column(
+        sa.String(16), default=SCHEDULE_SOURCE_API, server_default="api"
+    )
 
 
 class Snapshot(TimestampMixin, Base):
@@ -260,6 +283,12 @@ class Snapshot(TimestampMixin, Base):
         index=True
     )
     deleted_at: orm.Mapped[datetime.datetime | None]
+    # Transient failures are retried with backoff: how many tries so far,
+    # and not before when the next one may start.
+    attempts: orm.Mapped[int] = orm.mapped_column(
+        default=0, server_default="0"
+    )
+    next_attempt_at: orm.Mapped[datetime.datetime | None]
 
 
 class Operation(TimestampMixin, Base):
@@ -289,12 +318,15 @@ class Operation(TimestampMixin, Base):
     )
     project_id: orm.Mapped[str] = orm.mapped_column(sa.String(255), index=True)
     state: orm.Mapped[str] = orm.mapped_column(
-        sa.String(16), default=OPERATION_PENDING
+        sa.String(16), default=OPERATION_PENDING, index=True
     )
     progress: orm.Mapped[int] = orm.mapped_column(default=0)
     step: orm.Mapped[str | None] = orm.mapped_column(sa.String(255))
     error: orm.Mapped[str | None] = orm.mapped_column(sa.Text)
     finished_at: orm.Mapped[datetime.datetime | None]
+    # The conductor orchestrating it (restores): a restarted conductor
+    # resumes its own, and one whose conductor is down is taken over.
+    conductor_host: orm.Mapped[str | None] = orm.mapped_column(sa.String(255))
 
 
 class Service(Base):
@@ -315,4 +347,17 @@ class Service(Base):
     )
     created_at: orm.Mapped[datetime.datetime] = orm.mapped_column(
         default=utcnow
+    )
+
+
+class SyncMarker(Base):
+    """How far an incremental sync got (Nova's ``changes-since``)."""
+
+    __tablename__ = "sync_markers"
+    __table_args__ = (MYSQL_TABLE_ARGS,)
+
+    name: orm.Mapped[str] = orm.mapped_column(sa.String(64), primary_key=True)
+    value: orm.Mapped[datetime.datetime | None]
+    updated_at: orm.Mapped[datetime.datetime | None] = orm.mapped_column(
+        default=utcnow, onupdate=utcnow
     )
