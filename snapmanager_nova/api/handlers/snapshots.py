@@ -21,6 +21,7 @@ from snapmanager_nova.api import validation
 from snapmanager_nova.api import views
 from snapmanager_nova.api.handlers import common
 from snapmanager_nova.api.schemas import snapshot as schemas
+from snapmanager_nova.conductor import server_state
 from snapmanager_nova.db import api as db_api
 from snapmanager_nova.db import models
 
@@ -33,10 +34,6 @@ CREATE = PREFIX + "create"
 DELETE = PREFIX + "delete"
 RESTORE = PREFIX + "restore"
 
-# Nova statuses in which a server's disks sit still on its host, so a
-# snapshot can be taken. Building, migrating, shelved or failed servers
-# have disks that are not there yet, moving, or gone.
-SNAPSHOTTABLE_STATUSES = ("ACTIVE", "SHUTOFF", "PAUSED", "SUSPENDED")
 
 # Listing shows the snapshots that exist or are on their way; deleted
 # ones are history, shown when asked for by status.
@@ -167,7 +164,10 @@ class SnapshotController:
         )
         body = validation.json_body(req, schemas.CREATE, required=False)
         quiesce = (body or {}).get("quiesce", schemas.DEFAULT_QUIESCE)
-        if server.status not in SNAPSHOTTABLE_STATUSES or not server.host:
+        if (
+            server.status not in server_state.SNAPSHOTTABLE_STATUSES
+            or not server.host
+        ):
             raise exception.ServerNotReady(
                 server_id=server_id,
                 action="snapshotted",

@@ -1,0 +1,59 @@
+import types
+
+import pytest
+
+from snapmanager_nova.conductor import server_state
+
+
+def instance(**fields):
+    values = {
+        "task_state": None,
+        "locked": False,
+        "locked_reason": None,
+        "nova_status": "ACTIVE",
+    }
+    values.update(fields)
+    return types.SimpleNamespace(**values)
+
+
+@pytest.mark.parametrize(
+    "status", ["ACTIVE", "SHUTOFF", "PAUSED", "SUSPENDED"]
+)
+def test_still_servers_are_not_busy(status):
+    assert server_state.busy_reason(instance(nova_status=status)) is None
+
+
+def test_unsynced_instance_is_left_to_the_agent():
+    assert server_state.busy_reason(instance(nova_status=None)) is None
+
+
+@pytest.mark.parametrize(
+    "fields, expected",
+    [
+        ({"task_state": "migrating"}, "Nova task migrating in progress"),
+        ({"nova_status": "SHELVED_OFFLOADED"}, "server is SHELVED_OFFLOADED"),
+        ({"nova_status": "BUILD"}, "server is BUILD"),
+        (
+            {"locked": True, "locked_reason": "maintenance"},
+            "server locked in Nova (maintenance)",
+        ),
+        ({"locked": True}, "server locked in Nova (no reason given)"),
+    ],
+)
+def test_busy_servers_say_why(fields, expected):
+    assert server_state.busy_reason(instance(**fields)) == expected
+
+
+def test_our_own_lock_is_not_a_reason_to_wait():
+    ours = instance(
+        locked=True,
+        locked_reason=server_state.LOCK_REASON_PREFIX + "restoring",
+    )
+    assert server_state.locked_by_us(ours)
+    assert server_state.busy_reason(ours) is None
+
+
+def test_a_lock_merely_mentioning_us_is_not_ours():
+    theirs = instance(locked=True, locked_reason="not Snapmanager: mine")
+    assert not server_state.locked_by_us(theirs)
+    assert server_state.busy_reason(theirs) is not None
