@@ -13,17 +13,14 @@ application a fake of the interface instead.
 
 import abc
 import dataclasses
-import threading
 
 from keystoneauth1 import exceptions as ks_exc
-from keystoneauth1 import loading as ks_loading
-from openstack import connection
 from openstack import exceptions as sdk_exc
 from oslo_log import log as logging
 from oslo_utils import uuidutils
 
 from snapmanager_nova import exception
-from snapmanager_nova.conf import nova as nova_conf
+from snapmanager_nova import nova
 
 LOG = logging.getLogger(__name__)
 
@@ -56,36 +53,11 @@ class NovaServers(abc.ABC):
 
 
 class SDKNovaServers(NovaServers):
-    """:class:`NovaServers` through openstacksdk and keystoneauth.
-
-    The connection is made on first use, so the API starts (and answers
-    its healthcheck) while Keystone or Nova are still coming up.
-    """
+    """:class:`NovaServers` through openstacksdk and keystoneauth
+    (:mod:`snapmanager_nova.nova`, connected on first use)."""
 
     def __init__(self, conf):
-        self._conf = conf
-        self._connection = None
-        self._lock = threading.Lock()
-
-    def _compute(self):
-        with self._lock:
-            if self._connection is None:
-                group = nova_conf.GROUP_NAME
-                auth = ks_loading.load_auth_from_conf_options(
-                    self._conf, group
-                )
-                session = ks_loading.load_session_from_conf_options(
-                    self._conf, group, auth=auth
-                )
-                # openstacksdk reads the adapter options (endpoint,
-                # interfaces, region) from the conf group named after
-                # the service's project: [nova] for compute.
-                self._connection = connection.Connection(
-                    session=session,
-                    oslo_conf=self._conf,
-                    service_types={nova_conf.DEFAULT_SERVICE_TYPE},
-                )
-            return self._connection.compute
+        self._compute = nova.LazyCompute(conf)
 
     def get(self, context, server_id):
         # Nova's ids are UUIDs; anything else cannot name a server, and
@@ -93,7 +65,7 @@ class SDKNovaServers(NovaServers):
         if not uuidutils.is_uuid_like(server_id):
             raise exception.ServerNotFound(server_id=server_id)
         try:
-            server = self._compute().get_server(server_id)
+            server = self._compute.get().get_server(server_id)
         except sdk_exc.NotFoundException:
             raise exception.ServerNotFound(server_id=server_id) from None
         except (sdk_exc.SDKException, ks_exc.ClientException) as exc:

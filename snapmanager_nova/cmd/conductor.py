@@ -1,16 +1,22 @@
-"""snapmanager-conductor: the schedule clock, and agents' results.
-
-Retention, the Nova inventory and restore orchestration join it in later
-releases.
+"""snapmanager-conductor: the schedule clock, agents' results, the Nova
+inventory and its notification listener, and restore orchestration.
 """
 
 import sys
 
 from snapmanager_nova import conf as sm_conf
+from snapmanager_nova import nova
 from snapmanager_nova import service
 from snapmanager_nova.compute import rpcapi as compute_rpcapi
 from snapmanager_nova.conductor import clock
+from snapmanager_nova.conductor import inventory
 from snapmanager_nova.conductor import manager
+from snapmanager_nova.conductor import notifications
+from snapmanager_nova.conductor import policy_file
+from snapmanager_nova.conductor import reconcile
+from snapmanager_nova.conductor import restore
+from snapmanager_nova.conductor import retention
+from snapmanager_nova.conductor import retries
 from snapmanager_nova.conductor import rpcapi
 from snapmanager_nova.db import api as db_api
 
@@ -24,22 +30,85 @@ def main(argv=None):
     def heartbeat(context):
         db_api.service_heartbeat(context, BINARY, CONF.host, rpcapi.TOPIC)
 
-    schedule_clock = clock.ScheduleClock(compute_rpcapi.ComputeAPI())
-    return service.serve(
-        service.RPCService(
-            BINARY,
-            rpcapi.TOPIC,
-            manager.ConductorManager(),
-            periodic_tasks=[
-                ("heartbeat", CONF.report_interval, heartbeat),
-                (
-                    "schedule-clock",
-                    CONF.conductor.tick_interval,
-                    schedule_clock.tick,
-                ),
-            ],
-        )
+    compute_api = compute_rpcapi.ComputeAPI()
+    dispatcher = retries.SnapshotDispatcher(compute_api)
+    schedule_clock = clock.ScheduleClock(compute_api, dispatcher=dispatcher)
+    retention_ = retention.Retention(compute_api)
+    reconciler = reconcile.Reconciler(compute_api, dispatcher)
+    operator_policies = policy_file.PolicyFileSync()
+    nova_compute = nova.LazyCompute(CONF)
+    cleanup = inventory.InstanceCleanup(compute_api)
+    inventory_sync = inventory.InventorySync(nova_compute, cleanup)
+    restores = restore.RestoreOrchestrator(
+        nova_compute, compute_api, CONF.host, BINARY
     )
+    rpc_service = service.RPCService(
+        BINARY,
+        rpcapi.TOPIC,
+        manager.ConductorManager(
+            restores=restores, retention=retention_, dispatcher=dispatcher
+        ),
+        periodic_tasks=[
+            ("heartbeat", CONF.report_interval, heartbeat),
+            (
+                "schedule-clock",
+                CONF.conductor.tick_interval,
+                schedule_clock.tick,
+            ),
+            (
+                "nova-inventory",
+                CONF.conductor.inventory_sync_interval,
+                inventory_sync.sync,
+            ),
+            ("restores", CONF.conductor.restore_poll_interval, restores.poll),
+            (
+                "snapshot-retries",
+                CONF.conductor.tick_interval,
+                dispatcher.retry_due,
+            ),
+            (
+                "reconciliation",
+                CONF.conductor.reconcile_interval,
+                reconciler.run,
+            ),
+            (
+                "retention-roll-off",
+                CONF.conductor.reconcile_interval,
+                retention_.roll_off,
+            ),
+            (
+                "policy-file",
+                CONF.conductor.policy_file_interval,
+                operator_policies.run,
+            ),
+        ],
+    )
+    listener = None
+    if CONF.conductor.listen_notifications:
+        listener = notifications.get_listener(
+            CONF, notifications.NotificationHandler(cleanup, inventory_sync)
+        )
+    return service.serve(_Conductor(rpc_service, listener))
+
+
+class _Conductor:
+    """The RPC service, and beside it the listener on Nova's
+    notifications (started after, stopped before it)."""
+
+    def __init__(self, rpc_service, listener):
+        self.rpc_service = rpc_service
+        self.listener = listener
+
+    def start(self):
+        self.rpc_service.start()
+        if self.listener is not None:
+            self.listener.start()
+
+    def stop(self):
+        if self.listener is not None:
+            self.listener.stop()
+            self.listener.wait()
+        self.rpc_service.stop()
 
 
 if __name__ == "__main__":

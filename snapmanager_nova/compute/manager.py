@@ -42,6 +42,15 @@ _STATE_NAMES = {
 }
 
 
+def _result_report(result, backend_name):
+    """A backend's SnapshotResult as sent to the conductor.
+
+    The backend's name goes with it: the conductor records it on the
+    snapshot, and restore and delete are routed to that backend.
+    """
+    return dict(dataclasses.asdict(result), backend=backend_name)
+
+
 class InstanceQueues:
     """Run callables on a thread pool, one at a time per instance.
 
@@ -132,10 +141,11 @@ class ComputeManager:
                 if action.action == "completed":
                     # The copy finished before the crash: report what the
                     # lost result would have said, so it counts.
-                    report["result"] = dataclasses.asdict(
+                    report["result"] = _result_report(
                         backend.describe(
                             action.instance_uuid, action.snapshot_index
-                        )
+                        ),
+                        name,
                     )
                 actions.append(action)
                 reports.append(report)
@@ -227,7 +237,7 @@ class ComputeManager:
             return
         self.conductor.instance_progress(context, instance_uuid, True, index)
         self.conductor.snapshot_created(
-            context, snapshot_id, dataclasses.asdict(result)
+            context, snapshot_id, _result_report(result, instance.backend)
         )
         LOG.info(
             "Snapshot %s (index %d) of %s taken: %d bytes, quiesced=%s, "

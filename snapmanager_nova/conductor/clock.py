@@ -10,12 +10,15 @@ One tick:
    or duplicated claim harmless: the second insert is refused and
    skipped.
 2. After the commit, cast each recorded snapshot to the agent on the
-   instance's host.
+   instance's host -- unless Nova is busy with the server
+   (:func:`.server_state.busy_reason`) or that agent is down: such a
+   snapshot waits for a retry (:mod:`.retries`).
 
 A conductor killed between 1 and 2 leaves ``creating`` rows nobody works
-on; reconciliation fails them after ``[conductor] operation_timeout``. A
-conductor that was down for many windows takes only the latest one when
-it comes back (``previous_run(now)``), never one per missed window.
+on; after ``[conductor] operation_timeout`` reconciliation finds that the
+agent has none of them and puts them back for a retry (:mod:`.reconcile`).
+A conductor that was down for many windows takes only the latest one
+when it comes back (``previous_run(now)``), never one per missed window.
 
 ``now`` is injected, so tests drive the clock through days in
 milliseconds.
@@ -29,9 +32,9 @@ from oslo_log import log as logging
 from snapmanager_nova import conf as sm_conf
 from snapmanager_nova import exception
 from snapmanager_nova import schedule as schedule_engine
-from snapmanager_nova.compute import guest
+from snapmanager_nova.conductor import retries
+from snapmanager_nova.conductor import server_state
 from snapmanager_nova.db import api as db_api
-from snapmanager_nova.db import models
 
 CONF = sm_conf.CONF
 LOG = logging.getLogger(__name__)
@@ -49,12 +52,17 @@ class Dispatch:
     instance_uuid: str
     host: str | None
     index: int
+    # Why Nova's server cannot be snapshotted now, if it cannot.
+    busy: str | None = None
 
 
 class ScheduleClock:
-    def __init__(self, compute_api, now=utcnow):
+    def __init__(self, compute_api, now=utcnow, dispatcher=None):
         self.compute_api = compute_api
         self.now = now
+        self.dispatcher = dispatcher or retries.SnapshotDispatcher(
+            compute_api, now=now
+        )
 
     def tick(self, context):
         """Claim what is due now and dispatch it; return the Dispatches."""
@@ -93,7 +101,7 @@ class ScheduleClock:
         if window is None:
             return []
         dispatches = []
-        for instance in db_api.schedule_targets(context, row):
+        for instance in db_api.schedule_targets_by_precedence(context, row):
             dispatch = self._record(context, row, instance, window)
             if dispatch is not None:
                 dispatches.append(dispatch)
@@ -125,23 +133,20 @@ class ScheduleClock:
                 instance.uuid,
             )
             return None
-        return Dispatch(snapshot.id, instance.uuid, instance.host, index)
+        return Dispatch(
+            snapshot.id,
+            instance.uuid,
+            instance.host,
+            index,
+            server_state.busy_reason(instance),
+        )
 
     def _dispatch(self, context, dispatch):
-        if not dispatch.host:
-            db_api.snapshot_update_status(
-                context,
-                dispatch.snapshot_id,
-                models.SNAPSHOT_ERROR,
-                error="the instance has no compute host (not yet "
-                "scheduled, or shelved)",
-            )
-            return
-        self.compute_api.create_snapshot(
+        self.dispatcher.dispatch(
             context,
-            dispatch.host,
-            dispatch.instance_uuid,
             dispatch.snapshot_id,
+            dispatch.instance_uuid,
+            dispatch.host,
             dispatch.index,
-            guest.QUIESCE_PREFER,
+            busy=dispatch.busy,
         )

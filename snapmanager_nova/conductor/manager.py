@@ -11,6 +11,7 @@ import oslo_messaging as messaging
 from oslo_log import log as logging
 
 from snapmanager_nova import exception
+from snapmanager_nova.conductor import snapshot_operations
 from snapmanager_nova.db import api as db_api
 from snapmanager_nova.db import models
 
@@ -20,8 +21,24 @@ LOG = logging.getLogger(__name__)
 _MAX_ERROR = 2000
 
 
+def _backend_of(result):
+    backend = result.get("backend")
+    return {"backend": backend} if backend else {}
+
+
 class ConductorManager:
     target = messaging.Target(version="1.0")
+
+    def __init__(self, restores=None, retention=None, dispatcher=None):
+        """``restores``: the :class:`.restore.RestoreOrchestrator` that
+        takes the agents' reports on restores (None: recorded as is).
+        ``retention``: the :class:`.retention.Retention` applied after
+        each success; ``dispatcher``: the :class:`.retries.
+        SnapshotDispatcher` that retries transient failures (None: no
+        retention, no retries)."""
+        self.restores = restores
+        self.retention = retention
+        self.dispatcher = dispatcher
 
     def service_heartbeat(self, context, binary, host, topic):
         db_api.service_heartbeat(context, binary, host, topic=topic)
@@ -40,31 +57,51 @@ class ConductorManager:
             )
 
     def snapshot_created(self, context, snapshot_id, result):
-        self._set_status(
+        snapshot = self._set_status(
             context,
             snapshot_id,
             models.SNAPSHOT_AVAILABLE,
             disks=result["disks"],
             size_bytes=result["size_bytes"],
             quiesced=result["quiesced"],
+            # Agents report which of their backends took it: restore and
+            # delete must go to the same one.
+            **_backend_of(result),
+            # The reason of an earlier, retried try is history now.
+            error=None,
         )
+        if snapshot is None:
+            return
+        snapshot_operations.finish(context, snapshot_id)
+        if self.retention is not None:
+            self.retention.after_success(context, snapshot)
 
     def snapshot_failed(self, context, snapshot_id, error):
         """A snapshot could not be made, or could not be deleted."""
-        self._set_status(
+        if self.dispatcher is not None and self.dispatcher.retry_failure(
+            context, snapshot_id, error
+        ):
+            return
+        if self._set_status(
             context,
             snapshot_id,
             models.SNAPSHOT_ERROR,
             error=str(error)[:_MAX_ERROR],
-        )
+        ):
+            snapshot_operations.finish(context, snapshot_id, error)
 
     def snapshot_deleted(self, context, snapshot_id, freed_bytes):
         LOG.info(
             "Snapshot %s deleted, %d bytes freed", snapshot_id, freed_bytes
         )
-        self._set_status(context, snapshot_id, models.SNAPSHOT_DELETED)
+        if self._set_status(context, snapshot_id, models.SNAPSHOT_DELETED):
+            snapshot_operations.finish(context, snapshot_id)
 
     def operation_progress(self, context, operation_id, progress, step):
+        if self.restores is not None and self.restores.agent_progress(
+            context, operation_id, progress, step
+        ):
+            return
         self._update_operation(
             context,
             operation_id,
@@ -76,6 +113,12 @@ class ConductorManager:
         )
 
     def operation_finished(self, context, operation_id, error=None):
+        # A restore goes on after the agent's part: the orchestrator
+        # starts and unlocks the server, or records the failure.
+        if self.restores is not None and self.restores.agent_finished(
+            context, operation_id, error
+        ):
+            return
         if error is None:
             values = {"state": models.OPERATION_SUCCEEDED, "step": "done"}
         else:
@@ -126,12 +169,14 @@ class ConductorManager:
             self.instance_progress(context, uuid, True, index)
 
     def _set_status(self, context, snapshot_id, status, **fields):
+        """The updated row, or None if the result was dropped."""
         try:
-            db_api.snapshot_update_status(
+            return db_api.snapshot_update_status(
                 context, snapshot_id, status, **fields
             )
         except (exception.InvalidStatusTransition, exception.NotFound) as exc:
             LOG.warning("Result for snapshot %s dropped: %s", snapshot_id, exc)
+            return None
 
     def _update_operation(self, context, operation_id, values):
         try:

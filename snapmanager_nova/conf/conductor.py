@@ -51,6 +51,104 @@ conductor_opts = [
         help="Seconds since a service's last heartbeat after which it is "
         "considered down.",
     ),
+    # The Nova inventory and its notification listener.
+    cfg.IntOpt(
+        "inventory_sync_interval",
+        default=300,
+        min=10,
+        help="Seconds between two syncs of the Nova inventory: the servers "
+        "of all projects changed since the last sync (`changes-since`), "
+        "or all of them the first time. Nova's versioned notifications "
+        "keep the inventory current in between.",
+    ),
+    cfg.BoolOpt(
+        "listen_notifications",
+        default=True,
+        help="Consume Nova's versioned notifications (see `[nova] "
+        "notification_*`). Without them Nova's delete, rebuild and "
+        "shelve-offload of an instance with RBD snapshots wait about a "
+        "minute and leak the instance's images until the next inventory "
+        "sync cleans up.",
+    ),
+    cfg.StrOpt(
+        "notification_pool",
+        default="snapmanager-nova-notifications",
+        help="Name of the pool the conductors consume Nova's "
+        "notifications from. All conductors share it, so each "
+        "notification is handled once; other consumers of Nova's "
+        "notifications keep their own pools and miss nothing. RabbitMQ "
+        "names the pool's queue after it, so it must differ from every "
+        "RPC topic on the bus (`snapmanager-conductor` among them).",
+    ),
+    # Restore orchestration.
+    cfg.IntOpt(
+        "restore_poll_interval",
+        default=2,
+        min=1,
+        help="Seconds between two passes over restores waiting for a "
+        "conductor (new ones, and those of conductors that are down).",
+    ),
+    cfg.IntOpt(
+        "nova_action_timeout",
+        default=300,
+        min=10,
+        help="Seconds a restore waits for Nova to stop or start the "
+        "server before it fails (leaving the server stopped and locked).",
+    ),
+    cfg.IntOpt(
+        "restore_agent_timeout",
+        default=3600,
+        min=60,
+        help="Seconds a restore waits for the compute agent to report "
+        "that the disks are restored before it fails (leaving the server "
+        "stopped and locked).",
+    ),
+    # Retention, retries and reconciliation (doc/source/retention.rst).
+    cfg.IntOpt(
+        "retry_base_delay",
+        default=30,
+        min=1,
+        help="Seconds before the first retry of a snapshot that failed for "
+        "a transient reason (agent down, server busy in Nova, a libvirt or "
+        "Ceph call that timed out). Each further retry waits twice as "
+        "long, up to `retry_max_delay`; the actual wait is drawn between "
+        "half of that and all of it (jitter), so snapshots that failed "
+        "together are not retried together.",
+    ),
+    cfg.IntOpt(
+        "retry_max_delay",
+        default=900,
+        min=1,
+        help="Longest wait, in seconds, between two tries of one snapshot.",
+    ),
+    cfg.IntOpt(
+        "reconcile_interval",
+        default=300,
+        min=10,
+        help="Seconds between two passes of reconciliation (snapshots "
+        "stuck in `creating` or `deleting` past `operation_timeout`, and "
+        "snapshots in storage that no database row knows) and of the "
+        "roll-off of snapshots no schedule governs.",
+    ),
+    cfg.IntOpt(
+        "unscheduled_max_age",
+        default=30,
+        min=0,
+        help="Days a snapshot no live schedule governs is kept: one taken "
+        "on demand, one whose schedule was deleted, one of a server Nova "
+        "deleted that keeps its snapshots (`keep_after_delete`). The "
+        "newest available snapshot of a server that still exists is kept "
+        "whatever its age. 0 keeps them until they are deleted by hand.",
+    ),
+    # The operators' policy file (doc/source/policy_file.rst).
+    cfg.IntOpt(
+        "policy_file_interval",
+        default=60,
+        min=1,
+        help="Seconds between two checks of `policy_file` for changes, and "
+        "between two passes applying it to the servers Snapmanager knows "
+        "(a server named in it may appear at any time).",
+    ),
 ]
 
 

@@ -1,10 +1,13 @@
-"""Options of the [nova] group: how snapmanager-api reaches Nova.
+"""Options of the [nova] group: how Snapmanager reaches Nova.
 
 The API asks Nova's compute API who owns a server and where it runs
-before it lets a tenant touch the server's snapshots. It does so with
-service credentials of its own (keystoneauth's auth, session and adapter
-options), never with the tenant's token: the answer decides what the
-tenant may do, so the tenant must not be the one asking.
+before it lets a tenant touch the server's snapshots; the conductor
+keeps its inventory of servers from it and locks, stops and starts a
+server for a restore. Both do so with service credentials of their own
+(keystoneauth's auth, session and adapter options), never with a
+tenant's token: the answer decides what the tenant may do, so the tenant
+must not be the one asking. The conductor also listens to Nova's
+versioned notifications (the ``notification_*`` options).
 """
 
 from keystoneauth1 import loading as ks_loading
@@ -16,14 +19,39 @@ DEFAULT_SERVICE_TYPE = "compute"
 nova_group = cfg.OptGroup(
     GROUP_NAME,
     title="Nova API options",
-    help="How snapmanager-api reaches Nova's compute API to look up a "
-    "server's project, host and status. The credentials are Snapmanager's "
-    "service user; it needs a role that Nova's policy allows to see every "
-    "project's servers and their `OS-EXT-SRV-ATTR:host` (admin by "
+    help="How snapmanager-api and snapmanager-conductor reach Nova's "
+    "compute API to look up servers' project, host and status, and to "
+    "lock, stop and start a server being restored. The credentials are "
+    "Snapmanager's service user; it needs a role that Nova's policy "
+    "allows to see every project's servers and their "
+    "`OS-EXT-SRV-ATTR:host` and to lock, stop and start them (admin by "
     "default). Set `auth_type` and that keystoneauth plugin's options "
     "here, e.g. for `password`: auth_url, username, password, "
     "user_domain_name, project_name, project_domain_name.",
 )
+
+
+notification_opts = [
+    cfg.StrOpt(
+        "notification_transport_url",
+        secret=True,
+        help="oslo.messaging URL of the bus Nova sends its versioned "
+        "notifications to. Unset: Snapmanager's own `[DEFAULT] "
+        "transport_url`, since Nova usually shares the RabbitMQ.",
+    ),
+    cfg.StrOpt(
+        "notification_topic",
+        default="versioned_notifications",
+        help="Topic of Nova's versioned notifications (Nova's "
+        "`[notifications] versioned_notifications_topics`).",
+    ),
+    cfg.StrOpt(
+        "notification_exchange",
+        default="nova",
+        help="Exchange Nova's notifications are sent to (Nova's "
+        "`control_exchange`).",
+    ),
+]
 
 
 def _adapter_opts():
@@ -43,6 +71,7 @@ def register_opts(conf):
     ks_loading.register_session_conf_options(conf, GROUP_NAME)
     ks_loading.register_auth_conf_options(conf, GROUP_NAME)
     conf.register_opts(_adapter_opts(), group=nova_group)
+    conf.register_opts(notification_opts, group=nova_group)
 
 
 def list_opts():
@@ -55,5 +84,6 @@ def list_opts():
             ks_loading.get_session_conf_options()
             + ks_loading.get_auth_common_conf_options()
             + _adapter_opts()
+            + notification_opts
         )
     }

@@ -23,6 +23,7 @@ UTC and come back aware UTC (see :mod:`snapmanager_nova.db.models`).
 import sqlalchemy as sa
 from oslo_db import exception as db_exc
 from oslo_db.sqlalchemy import enginefacade
+from sqlalchemy import orm
 from sqlalchemy.dialects import mysql
 from sqlalchemy.dialects import sqlite
 
@@ -66,14 +67,16 @@ _SCHEDULE_CREATE_FIELDS = frozenset(
         "enabled",
         "next_run_at",
         "last_run_at",
+        "source",
     )
 )
-# A schedule keeps its owner: moving it would silently change which
-# snapshots its retention applies to.
+# A schedule keeps its owner and its source: moving it would silently
+# change which snapshots its retention applies to, or who may rewrite it.
 _SCHEDULE_UPDATE_FIELDS = _SCHEDULE_CREATE_FIELDS - {
     "instance_uuid",
     "project_id",
     "is_project_default",
+    "source",
 }
 _SNAPSHOT_RESULT_FIELDS = frozenset(
     (
@@ -843,4 +846,502 @@ def schedule_list_by_instances(context, instance_uuids):
         .where(schedule.instance_uuid.in_(list(instance_uuids)))
         .order_by(schedule.created_at, schedule.id)
     )
+    return list(context.session.execute(stmt).scalars())
+
+
+# The conductor's Nova inventory and restore orchestration
+
+# What Nova says of a server, as the inventory records it.
+_INVENTORY_FIELDS = frozenset(
+    (
+        "project_id",
+        "host",
+        "name",
+        "nova_status",
+        "task_state",
+        "locked",
+        "locked_reason",
+        "boot_from_volume",
+    )
+)
+_RESTORE_STEP_FIELDS = frozenset(
+    ("state", "progress", "step", "error", "conductor_host")
+)
+
+
+@context_manager.reader
+def instance_list_by_uuids(context, instance_uuids):
+    """The known instances among ``instance_uuids`` (deleted ones too)."""
+    if not instance_uuids:
+        return []
+    instance = models.Instance
+    stmt = sa.select(instance).where(instance.uuid.in_(list(instance_uuids)))
+    return list(context.session.execute(stmt).scalars())
+
+
+@context_manager.writer
+def instance_update_inventory(context, instance_uuid, values, observed_at):
+    """Record what Nova said of a known instance at ``observed_at``.
+
+    Only if nothing newer was recorded: the periodic sync and the
+    notifications (which may arrive out of order) both write here, and an
+    older observation must not overwrite a newer one. ``nova_synced_at``
+    becomes ``observed_at``. True if the row was updated.
+    """
+    _check_fields(values, _INVENTORY_FIELDS, "an inventory update")
+    instance = models.Instance
+    return _conditional_update(
+        context.session,
+        instance,
+        instance_uuid,
+        (
+            sa.or_(
+                instance.nova_synced_at.is_(None),
+                instance.nova_synced_at <= observed_at,
+            ),
+        ),
+        dict(values, nova_synced_at=observed_at, updated_at=models.utcnow()),
+    )
+
+
+@context_manager.writer
+def instance_mark_deleted(context, instance_uuid, deleted_at):
+    """Record that Nova deleted the instance; True the first time only."""
+    instance = models.Instance
+    return _conditional_update(
+        context.session,
+        instance,
+        instance_uuid,
+        (instance.deleted_at.is_(None),),
+        {"deleted_at": deleted_at, "updated_at": models.utcnow()},
+    )
+
+
+@context_manager.reader
+def sync_marker_get(context, name):
+    """The marker's value, or None if it was never set."""
+    marker = context.session.get(models.SyncMarker, name)
+    return None if marker is None else marker.value
+
+
+@context_manager.writer
+def sync_marker_set(context, name, value):
+    now = models.utcnow()
+    _upsert(
+        context.session,
+        models.SyncMarker,
+        {"name": name, "value": value, "updated_at": now},
+        ["name"],
+        {"value": value, "updated_at": now},
+    )
+
+
+@context_manager.writer
+def operation_claim_restores(
+    context, host, conductor_binary, alive_since, limit
+):
+    """Take the restores no live conductor is working on.
+
+    Unfinished restores nobody owns (new ones), this conductor's own
+    (``host``: after a restart it resumes them) and those of conductors
+    whose last heartbeat is older than ``alive_since``; the rows are
+    locked with ``FOR UPDATE SKIP LOCKED`` and their ``conductor_host``
+    set to ``host`` in the same transaction, so two conductors never
+    take the same one. Oldest first.
+    """
+    operation = models.Operation
+    service = models.Service
+    # A plain read first: inside the locking SELECT, SKIP LOCKED would
+    # also pass over a services row a heartbeat is writing, and take
+    # that live conductor for a dead one.
+    alive = list(
+        context.session.execute(
+            sa.select(service.host).where(
+                service.binary == conductor_binary,
+                service.last_seen_at >= alive_since,
+                service.host != host,
+            )
+        ).scalars()
+    )
+    stmt = (
+        sa.select(operation)
+        .where(
+            operation.type == "restore",
+            operation.state.in_(
+                (models.OPERATION_PENDING, models.OPERATION_RUNNING)
+            ),
+            sa.or_(
+                operation.conductor_host.is_(None),
+                operation.conductor_host.not_in(alive),
+            ),
+        )
+        .order_by(operation.created_at, operation.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    claimed = list(context.session.execute(stmt).scalars())
+    if claimed:
+        context.session.execute(
+            sa.update(operation)
+            .where(operation.id.in_([row.id for row in claimed]))
+            # updated_at is left alone: it says when the restore last
+            # moved, which is what its timeouts measure.
+            .values(conductor_host=host)
+            .execution_options(synchronize_session=False)
+        )
+    return [_get(context.session, operation, row.id) for row in claimed]
+
+
+@context_manager.writer
+def operation_update_step(context, operation_id, expected_step, values):
+    """Move an unfinished operation on from ``expected_step``.
+
+    A conditional UPDATE: it happens only if the operation is still
+    pending or running at ``expected_step`` (None: no step yet), so a
+    duplicated agent report or a second conductor cannot move it twice.
+    Finishing sets ``finished_at`` (and ``progress`` 100 on success) as
+    :func:`operation_update` does. True if the row was updated.
+    """
+    _check_fields(values, _RESTORE_STEP_FIELDS, "an operation step")
+    _check_progress(values)
+    operation = models.Operation
+    now = models.utcnow()
+    values = dict(values, updated_at=now)
+    state = values.get("state")
+    if state is not None:
+        _check_choice("state", state, models.OPERATION_STATES)
+        if not models.OPERATION_TRANSITIONS[state]:
+            values["finished_at"] = now
+        if state == models.OPERATION_SUCCEEDED:
+            values.setdefault("progress", 100)
+    step = (
+        operation.step.is_(None)
+        if expected_step is None
+        else operation.step == expected_step
+    )
+    return _conditional_update(
+        context.session,
+        operation,
+        operation_id,
+        (
+            operation.state.in_(
+                (models.OPERATION_PENDING, models.OPERATION_RUNNING)
+            ),
+            step,
+        ),
+        values,
+    )
+
+
+# Retention, retries, reconciliation and the operators' policy file
+
+# A snapshot that still has (or may have) something in storage.
+_NOT_DELETED = (
+    models.SNAPSHOT_CREATING,
+    models.SNAPSHOT_AVAILABLE,
+    models.SNAPSHOT_ERROR,
+    models.SNAPSHOT_DELETING,
+)
+# Finished snapshots that retention and roll-off may delete.
+_FINISHED = (models.SNAPSHOT_AVAILABLE, models.SNAPSHOT_ERROR)
+
+
+@context_manager.reader
+def service_hosts_alive(context, binary, since):
+    """The hosts of ``binary`` whose last heartbeat is at or after
+    ``since``."""
+    service = models.Service
+    stmt = sa.select(service.host).where(
+        service.binary == binary, service.last_seen_at >= since
+    )
+    return set(context.session.execute(stmt).scalars())
+
+
+@context_manager.writer
+def snapshot_defer(context, snapshot_id, attempts, next_attempt_at, error):
+    """Put a ``creating`` snapshot back to be tried again later.
+
+    Only if it is still in flight (``next_attempt_at`` unset) after
+    ``attempts`` retries: of two reports of one failure, or of a failure
+    report and reconciliation, exactly one schedules the retry. Counts
+    the retry and records why. True if the row was updated.
+    """
+    snapshot = models.Snapshot
+    return _conditional_update(
+        context.session,
+        snapshot,
+        snapshot_id,
+        (
+            snapshot.status == models.SNAPSHOT_CREATING,
+            snapshot.attempts == attempts,
+            snapshot.next_attempt_at.is_(None),
+        ),
+        {
+            "attempts": attempts + 1,
+            "next_attempt_at": next_attempt_at,
+            "error": error,
+            "updated_at": models.utcnow(),
+        },
+    )
+
+
+@context_manager.writer
+def snapshot_claim_retries(context, now, limit):
+    """Take up to ``limit`` snapshots whose retry is due at ``now``.
+
+    ``FOR UPDATE SKIP LOCKED`` and clearing ``next_attempt_at`` in the
+    same transaction: several conductors share the due retries and none
+    takes one twice. A claimed snapshot is in flight again; if the
+    claimer dies before casting, reconciliation finds it. Oldest first.
+    """
+    snapshot = models.Snapshot
+    stmt = (
+        sa.select(snapshot)
+        .where(
+            snapshot.status == models.SNAPSHOT_CREATING,
+            snapshot.next_attempt_at <= now,
+        )
+        .order_by(snapshot.next_attempt_at, snapshot.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    claimed = list(context.session.execute(stmt).scalars())
+    if claimed:
+        context.session.execute(
+            sa.update(snapshot)
+            .where(snapshot.id.in_([row.id for row in claimed]))
+            .values(next_attempt_at=None, updated_at=models.utcnow())
+            .execution_options(synchronize_session=False)
+        )
+    return [_get(context.session, snapshot, row.id) for row in claimed]
+
+
+@context_manager.writer
+def snapshot_touch(context, snapshot_id):
+    """Record that the snapshot's pending work was just asked for again
+    (its ``updated_at`` is what reconciliation's timeout measures)."""
+    snapshot = models.Snapshot
+    _conditional_update(
+        context.session,
+        snapshot,
+        snapshot_id,
+        (),
+        {"updated_at": models.utcnow()},
+    )
+
+
+@context_manager.reader
+def snapshot_list_stuck(context, before, limit):
+    """Snapshots whose agent work should have ended before ``before``.
+
+    ``deleting`` ones, and ``creating`` ones in flight (not waiting for
+    a retry), last changed before ``before``. Oldest first.
+    """
+    snapshot = models.Snapshot
+    changed = sa.func.coalesce(snapshot.updated_at, snapshot.created_at)
+    stmt = (
+        sa.select(snapshot)
+        .where(
+            sa.or_(
+                snapshot.status == models.SNAPSHOT_DELETING,
+                sa.and_(
+                    snapshot.status == models.SNAPSHOT_CREATING,
+                    snapshot.next_attempt_at.is_(None),
+                ),
+            ),
+            changed < before,
+        )
+        .order_by(changed, snapshot.id)
+        .limit(limit)
+    )
+    return list(context.session.execute(stmt).scalars())
+
+
+@context_manager.reader
+def instance_uuids_with_unscheduled_snapshots(context, before, limit):
+    """Instances not deleted in Nova with an available or failed
+    snapshot older than ``before`` that no schedule governs."""
+    snapshot = models.Snapshot
+    instance = models.Instance
+    stmt = (
+        sa.select(snapshot.instance_uuid)
+        .join(instance, instance.uuid == snapshot.instance_uuid)
+        .where(
+            instance.deleted_at.is_(None),
+            snapshot.schedule_id.is_(None),
+            snapshot.status.in_(_FINISHED),
+            snapshot.window_start < before,
+        )
+        .distinct()
+        .order_by(snapshot.instance_uuid)
+        .limit(limit)
+    )
+    return list(context.session.execute(stmt).scalars())
+
+
+@context_manager.reader
+def snapshot_list_of_deleted_instances(context, kept_before, limit):
+    """Available or failed snapshots of instances Nova deleted that are
+    due to go: all of those whose instance does not keep its snapshots
+    after delete, and those older than ``kept_before`` (None: none) of
+    instances that do. Oldest first."""
+    snapshot = models.Snapshot
+    instance = models.Instance
+    due = instance.keep_after_delete == sa.false()
+    if kept_before is not None:
+        due = sa.or_(due, snapshot.window_start < kept_before)
+    stmt = (
+        sa.select(snapshot)
+        .join(instance, instance.uuid == snapshot.instance_uuid)
+        .where(
+            instance.deleted_at.is_not(None),
+            snapshot.status.in_(_FINISHED),
+            due,
+        )
+        .order_by(snapshot.window_start, snapshot.id)
+        .limit(limit)
+    )
+    return list(context.session.execute(stmt).scalars())
+
+
+@context_manager.reader
+def instance_list_with_snapshot_indexes(context):
+    """Instances that can have snapshots in storage: given a snapshot
+    index at some time, with a host, and either not deleted in Nova or
+    still with a snapshot that is not deleted (one it keeps)."""
+    instance = models.Instance
+    snapshot = models.Snapshot
+    kept = sa.exists().where(
+        snapshot.instance_uuid == instance.uuid,
+        snapshot.status.in_(_NOT_DELETED),
+    )
+    stmt = (
+        sa.select(instance)
+        .where(
+            instance.snapshot_index > 0,
+            instance.host.is_not(None),
+            sa.or_(instance.deleted_at.is_(None), kept),
+        )
+        .order_by(instance.host, instance.uuid)
+    )
+    return list(context.session.execute(stmt).scalars())
+
+
+@context_manager.reader
+def operation_list_unfinished_for_snapshot(context, snapshot_id, types):
+    """The pending or running operations of ``types`` on a snapshot."""
+    operation = models.Operation
+    stmt = (
+        sa.select(operation)
+        .where(
+            operation.snapshot_id == snapshot_id,
+            operation.type.in_(types),
+            operation.state.in_(
+                (models.OPERATION_PENDING, models.OPERATION_RUNNING)
+            ),
+        )
+        .order_by(operation.created_at, operation.id)
+    )
+    return list(context.session.execute(stmt).scalars())
+
+
+@context_manager.reader
+def schedule_list_by_source(context, source):
+    """Every schedule of one source, oldest first."""
+    _check_choice("source", source, models.SCHEDULE_SOURCES)
+    schedule = models.Schedule
+    stmt = (
+        sa.select(schedule)
+        .where(schedule.source == source)
+        .order_by(schedule.created_at, schedule.id)
+    )
+    return list(context.session.execute(stmt).scalars())
+
+
+@context_manager.reader
+def instance_list_by_names(context, names):
+    """Instances not deleted in Nova whose name is one of ``names``."""
+    if not names:
+        return []
+    instance = models.Instance
+    stmt = (
+        sa.select(instance)
+        .where(instance.name.in_(list(names)), instance.deleted_at.is_(None))
+        .order_by(instance.uuid)
+    )
+    return list(context.session.execute(stmt).scalars())
+
+
+@context_manager.reader
+def instance_project_ids(context):
+    """The projects that have an instance not deleted in Nova."""
+    instance = models.Instance
+    stmt = (
+        sa.select(instance.project_id)
+        .where(instance.deleted_at.is_(None))
+        .distinct()
+    )
+    return set(context.session.execute(stmt).scalars())
+
+
+def _has_schedule(source, **where):
+    """EXISTS an enabled schedule of ``source`` owned as ``where`` says."""
+    schedule = orm.aliased(models.Schedule)
+    conditions = [schedule.enabled == sa.true(), schedule.source == source]
+    if "instance_uuid" in where:
+        conditions.append(schedule.instance_uuid == where["instance_uuid"])
+    else:
+        conditions.extend(
+            (
+                schedule.is_project_default == sa.true(),
+                schedule.project_id == where["project_id"],
+            )
+        )
+    return sa.exists().where(*conditions)
+
+
+@context_manager.reader
+def schedule_targets_by_precedence(context, schedule):
+    """The instances ``schedule`` snapshots now, of either source.
+
+    A tenant's schedules (source ``api``) target as
+    :func:`schedule_targets` says. An operator's follow the precedence of
+    doc/source/policy_file.rst, where for each instance the first of
+    these levels that has an enabled schedule decides:
+
+    1. the tenant's own schedules of the server (while its policy is on,
+       ``snapshot_enabled``);
+    2. the operator's schedules of the server;
+    3. the tenant's project default (while the server's policy is on);
+    4. the operator's default of the project (a project entry of the
+       file, or else the file's general default).
+    """
+    if schedule.source == models.SCHEDULE_SOURCE_API:
+        return schedule_targets(context, schedule)
+    instance = models.Instance
+    api = models.SCHEDULE_SOURCE_API
+    tenant_own = sa.and_(
+        instance.snapshot_enabled == sa.true(),
+        _has_schedule(api, instance_uuid=instance.uuid),
+    )
+    stmt = sa.select(instance).where(instance.deleted_at.is_(None))
+    if schedule.instance_uuid is not None:
+        stmt = stmt.where(
+            instance.uuid == schedule.instance_uuid, sa.not_(tenant_own)
+        )
+    else:
+        operator_own = _has_schedule(
+            models.SCHEDULE_SOURCE_OPERATOR, instance_uuid=instance.uuid
+        )
+        tenant_default = sa.and_(
+            instance.snapshot_enabled == sa.true(),
+            _has_schedule(api, project_id=instance.project_id),
+        )
+        stmt = stmt.where(
+            instance.project_id == schedule.project_id,
+            sa.not_(tenant_own),
+            sa.not_(operator_own),
+            sa.not_(tenant_default),
+        )
+    stmt = stmt.order_by(instance.uuid)
     return list(context.session.execute(stmt).scalars())

@@ -125,10 +125,13 @@ def test_delete_result_is_recorded(conductor):
 def test_operation_progress_and_finish(conductor):
     api, ctx, _, _ = conductor
     instance = db_fixtures.make_instance(ctx)
+    # An on-demand snapshot's operation: the agent's reports on it are
+    # recorded as they come (a restore's drive the conductor's restore
+    # orchestration instead, tests/functional/conductor/test_restore.py).
     operation = db_api.operation_create(
         ctx,
         {
-            "type": "restore",
+            "type": "snapshot",
             "instance_uuid": instance.uuid,
             "project_id": instance.project_id,
         },

@@ -106,6 +106,7 @@ def test_schedule_snapshot_restore_delete(services, make_instance):
     snapshot = status_of(ctx, snapshot.id, "available")
     assert [d["target"] for d in snapshot.disks] == ["vda"]
     assert snapshot.size_bytes > 0
+    assert snapshot.backend == "file"
     assert db_api.instance_get(ctx, instance.uuid).committed
     # Nova's view is untouched: the domain runs on Nova's own disk.
     assert instance.sources() == instance.nova_sources()

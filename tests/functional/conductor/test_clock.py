@@ -48,6 +48,9 @@ def make_clock(when):
 
 
 def enabled_instance(ctx, host="compute-1", project_id="p1"):
+    if host:
+        # The clock casts only to an agent that is up.
+        db_api.service_heartbeat(ctx, "snapmanager-compute", host)
     return db_fixtures.make_instance(
         ctx,
         project_id=project_id,

@@ -211,6 +211,8 @@ def test_snapshot_reports_progress_then_result(agent, conn):
     assert conductor.calls[1][1] == (instance_uuid, True, 5)
     result = conductor.calls[2][1][1]
     assert result["disks"] == [{"target": "vda"}]
+    # Restore and delete are routed by it: the conductor records it.
+    assert result["backend"] == "file"
 
 
 def test_snapshot_of_unknown_instance_fails_with_reason(agent):

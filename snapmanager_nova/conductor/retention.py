@@ -1,0 +1,243 @@
+"""Retention: which snapshots go, and sending them to be deleted.
+
+After each success
+    When an agent reports a scheduled snapshot ``available``,
+    :meth:`Retention.after_success` asks the pure planner
+    (:func:`snapmanager_nova.schedule.plan_deletions`) which of that
+    schedule's snapshots of that instance to delete, under the schedule's
+    policy and in its timezone. The planner never picks the newest
+    available snapshot and picks nothing while the newest finished one
+    failed. A snapshot's time is its ``window_start``: the point in time
+    it stands for (the request time of an on-demand one).
+
+Roll-off
+    Snapshots no live schedule governs are never reached that way, so
+    :meth:`Retention.roll_off` runs as a periodic task (see
+    doc/source/retention.rst for the rules and why):
+
+    * of a server Nova deleted: at once without ``keep_after_delete``
+      (normally the inventory's cleanup did that already), else once
+      older than ``[conductor] unscheduled_max_age`` days;
+    * of a live server, taken on demand or left by a deleted schedule:
+      once older than that, except the newest available one.
+
+Deleting
+    Each doomed snapshot moves to ``deleting`` (a conditional update: of
+    two conductors planning at once, one wins each snapshot) and is cast
+    to the agent on the instance's host, which reports ``deleted``. Only
+    while that agent is up: otherwise the snapshots stay as they are and
+    the next pass plans again.
+"""
+
+import collections
+import datetime
+
+import oslo_messaging as messaging
+from oslo_log import log as logging
+
+from snapmanager_nova import conf as sm_conf
+from snapmanager_nova import exception
+from snapmanager_nova import schedule as schedule_engine
+from snapmanager_nova.conductor import inventory
+from snapmanager_nova.conductor import retries
+from snapmanager_nova.db import api as db_api
+from snapmanager_nova.db import models
+
+CONF = sm_conf.CONF
+LOG = logging.getLogger(__name__)
+
+# Every status a snapshot row has before it is gone; the planner needs
+# the unfinished ones too (it ignores them, but they are the schedule's).
+NOT_DELETED = [
+    status
+    for status in models.SNAPSHOT_STATUSES
+    if status != models.SNAPSHOT_DELETED
+]
+
+
+def utcnow():
+    return datetime.datetime.now(datetime.UTC)
+
+
+def plan(snapshots, policy, now, timezone="UTC"):
+    """The rows among ``snapshots`` the planner deletes, oldest first."""
+    by_id = {row.id: row for row in snapshots}
+    doomed = schedule_engine.plan_deletions(
+        [
+            schedule_engine.SnapshotInfo(
+                id=row.id, created_at=row.window_start, status=row.status
+            )
+            for row in snapshots
+        ],
+        policy,
+        now,
+        timezone,
+    )
+    return [by_id[snapshot_id] for snapshot_id in doomed]
+
+
+class Retention:
+    def __init__(self, compute_api, now=utcnow):
+        self.compute_api = compute_api
+        self.now = now
+        self.agents = retries.AgentLiveness()
+
+    def after_success(self, context, snapshot):
+        """Apply the snapshot's schedule's retention; return the ids of
+        the snapshots sent to be deleted."""
+        if snapshot.schedule_id is None:
+            return []
+        try:
+            schedule = db_api.schedule_get(context, snapshot.schedule_id)
+        except exception.ScheduleNotFound:
+            return []  # deleted meanwhile: the snapshots roll off by age
+        instance = db_api.instance_get(context, snapshot.instance_uuid)
+        if instance.deleted_at is not None:
+            return []
+        try:
+            policy = schedule_engine.RetentionPolicy.from_dict(
+                schedule.retention or {}
+            )
+        except schedule_engine.RetentionError as exc:
+            # Validated on the way in; keeping everything is the safe
+            # answer to a policy that no longer reads.
+            LOG.error(
+                "Schedule %s: retention %r is unusable (%s); nothing deleted",
+                schedule.id,
+                schedule.retention,
+                exc,
+            )
+            return []
+        snapshots = db_api.snapshot_list(
+            context,
+            schedule_id=schedule.id,
+            instance_uuid=instance.uuid,
+            status=NOT_DELETED,
+        )
+        doomed = plan(snapshots, policy, self.now(), schedule.timezone)
+        return self.delete(
+            context, instance, doomed, f"retention of schedule {schedule.id}"
+        )
+
+    def roll_off(self, context):
+        """Periodic task: delete the snapshots no live schedule keeps.
+
+        Returns the ids of the snapshots sent to be deleted.
+        """
+        now = self.now()
+        limit = CONF.conductor.claim_batch_size
+        days = CONF.conductor.unscheduled_max_age
+        cutoff = now - datetime.timedelta(days=days) if days else None
+        doomed = collections.defaultdict(list)
+        for row in db_api.snapshot_list_of_deleted_instances(
+            context, cutoff, limit
+        ):
+            doomed[row.instance_uuid].append(row)
+        if cutoff is not None:
+            policy = schedule_engine.RetentionPolicy(
+                max_age=datetime.timedelta(days=days)
+            )
+            instance_uuids = db_api.instance_uuids_with_unscheduled_snapshots(
+                context, cutoff, limit
+            )
+            for instance_uuid in instance_uuids:
+                unscheduled = [
+                    row
+                    for row in db_api.snapshot_list(
+                        context,
+                        instance_uuid=instance_uuid,
+                        status=NOT_DELETED,
+                    )
+                    if row.schedule_id is None
+                ]
+                # The planner keeps the newest available one; failed ones
+                # are left out of it, as no schedule will ever succeed
+                # over them, and go by age alone.
+                doomed[instance_uuid].extend(
+                    plan(
+                        [
+                            row
+                            for row in unscheduled
+                            if row.status == models.SNAPSHOT_AVAILABLE
+                        ],
+                        policy,
+                        now,
+                    )
+                )
+                doomed[instance_uuid].extend(
+                    row
+                    for row in unscheduled
+                    if row.status == models.SNAPSHOT_ERROR
+                    and row.window_start < cutoff
+                )
+        sent = []
+        for instance in db_api.instance_list_by_uuids(context, set(doomed)):
+            sent.extend(
+                self.delete(
+                    context, instance, doomed[instance.uuid], "roll-off"
+                )
+            )
+        return sent
+
+    def delete(self, context, instance, snapshots, why):
+        """Send ``snapshots`` of ``instance`` to its agent to be deleted.
+
+        Returns the ids sent (or found to have nothing stored).
+        """
+        if not snapshots:
+            return []
+        if not instance.host or not self.agents.is_up(context, instance.host):
+            LOG.warning(
+                "%s: the agent on %s is down; snapshots %s of %s stay until "
+                "a later pass",
+                why,
+                instance.host,
+                [row.id for row in snapshots],
+                instance.uuid,
+            )
+            return []
+        sent = []
+        for row in snapshots:
+            try:
+                row = db_api.snapshot_update_status(
+                    context, row.id, models.SNAPSHOT_DELETING
+                )
+            except (
+                exception.InvalidStatusTransition,
+                exception.NotFound,
+            ) as exc:
+                LOG.debug("Snapshot %s not deleted: %s", row.id, exc)
+                continue
+            sent.append(row.id)
+            backend = inventory.snapshot_backend(row) or instance.backend
+            if backend is None:
+                # It never completed on a known backend: nothing stored.
+                db_api.snapshot_update_status(
+                    context, row.id, models.SNAPSHOT_DELETED
+                )
+                continue
+            try:
+                self.compute_api.delete_snapshot(
+                    context,
+                    instance.host,
+                    row.id,
+                    instance.uuid,
+                    backend,
+                    row.snapshot_index,
+                    row.disks,
+                )
+            except messaging.MessagingException as exc:
+                # Left ``deleting``: reconciliation asks again once
+                # [conductor] operation_timeout has passed.
+                LOG.error(
+                    "%s: cannot ask the agent on %s to delete snapshot %s: %s",
+                    why,
+                    instance.host,
+                    row.id,
+                    exc,
+                )
+        if sent:
+            LOG.info(
+                "%s: deleting snapshots %s of %s", why, sent, instance.uuid
+            )
+        return sent

@@ -1,0 +1,355 @@
+"""The restore step machine, on SQLite with a fake of Nova's compute API.
+
+Nova itself is in tests/functional/conductor/test_restore.py; here the
+fake only has to keep the state the steps read and change, so that a
+restore can be started, failed and resumed from every recorded step.
+"""
+
+import datetime
+import types
+import uuid
+
+import pytest
+
+from snapmanager_nova import conf as sm_conf
+from snapmanager_nova.conductor import restore
+from snapmanager_nova.conductor import server_state
+from snapmanager_nova.db import api as db_api
+from tests.unit.db import conftest as db_conftest
+from tests.unit.db import fixtures as db_fixtures
+
+# A fresh SQLite database per test, as the DB API's own tests have it.
+engine = db_conftest.engine
+ctx = db_conftest.ctx
+
+CONF = sm_conf.CONF
+BINARY = "snapmanager-conductor"
+# Heartbeats are stamped with the real time: so is the orchestrators'.
+NOW = restore.utcnow()
+
+
+class FakeResponse:
+    status_code = 202
+    headers = {}
+
+    def json(self):
+        return {}
+
+
+class FakeNova:
+    """Nova's compute proxy as far as the orchestrator uses it."""
+
+    def __init__(self, host="compute-1"):
+        self.servers = {}
+        self.host = host
+        self.calls = []
+
+    def add(self, server_id, status="ACTIVE", locked_reason=None):
+        self.servers[server_id] = types.SimpleNamespace(
+            id=server_id,
+            status=status,
+            task_state=None,
+            is_locked=locked_reason is not None,
+            locked_reason=locked_reason,
+            compute_host=self.host,
+        )
+
+    def get_server(self, server_id):
+        server = self.servers[server_id]
+        return types.SimpleNamespace(**vars(server))
+
+    def post(self, url, json, microversion):
+        self.calls.append(("lock", microversion))
+        server_id = url.split("/")[2]
+        server = self.servers[server_id]
+        server.is_locked = True
+        server.locked_reason = json["lock"]["locked_reason"]
+        return FakeResponse()
+
+    def unlock_server(self, server):
+        self.calls.append(("unlock",))
+        self.servers[server.id].is_locked = False
+        self.servers[server.id].locked_reason = None
+
+    def stop_server(self, server):
+        self.calls.append(("stop",))
+        self.servers[server.id].status = "SHUTOFF"
+
+    def start_server(self, server):
+        self.calls.append(("start",))
+        self.servers[server.id].status = "ACTIVE"
+
+    def wait_for_server(self, server, status, failures, interval, wait):
+        assert self.servers[server.id].status == status
+        return server
+
+
+class FakeLazyCompute:
+    configured = True
+
+    def __init__(self, nova):
+        self.nova = nova
+
+    def get(self):
+        return self.nova
+
+
+class RecordingAgents:
+    def __init__(self):
+        self.restores = []
+
+    def restore_snapshot(
+        self, context, host, operation_id, instance_uuid, backend, index, disks
+    ):
+        self.restores.append((host, operation_id, backend, index))
+
+
+@pytest.fixture
+def nova():
+    return FakeNova()
+
+
+def orchestrator(nova, host="conductor-1", now=NOW):
+    return restore.RestoreOrchestrator(
+        FakeLazyCompute(nova),
+        RecordingAgents(),
+        host,
+        BINARY,
+        now=lambda: now,
+        spawn=lambda func, *args: func(*args),
+    )
+
+
+def restore_request(ctx, nova, status="ACTIVE", locked_reason=None):
+    instance = db_fixtures.make_instance(ctx, host="compute-1")
+    index = db_api.instance_allocate_snapshot_index(ctx, instance.uuid)
+    snapshot = db_fixtures.make_snapshot(ctx, instance, snapshot_index=index)
+    db_api.snapshot_update_status(
+        ctx,
+        snapshot.id,
+        "available",
+        disks=[{"target": "vda", "pool": "vms", "image": "x_disk"}],
+    )
+    nova.add(instance.uuid, status=status, locked_reason=locked_reason)
+    return db_api.operation_create(
+        ctx,
+        {
+            "type": "restore",
+            "instance_uuid": instance.uuid,
+            "snapshot_id": snapshot.id,
+        },
+    )
+
+
+# The pure parts
+
+
+def test_steps_run_in_order_from_nothing():
+    names = []
+    step = restore.step_named(None)
+    while step is not None:
+        names.append(step.name)
+        step = restore.next_step(step)
+    assert names == [
+        "locking server",
+        "stopping server",
+        "restoring disks",
+        "starting server",
+        "unlocking server",
+    ]
+    progress = [step.progress for step in restore.STEPS]
+    assert progress == sorted(progress)
+
+
+def test_unknown_step_fails():
+    with pytest.raises(restore.RestoreFailed):
+        restore.step_named("making tea")
+
+
+@pytest.mark.parametrize(
+    "agent, shown", [(0, 30), (10, 35), (50, 55), (100, 80), (250, 80)]
+)
+def test_agent_progress_stays_within_its_range(agent, shown):
+    assert restore.agent_progress(agent) == shown
+
+
+def test_lock_reasons_name_operation_and_snapshot():
+    operation = types.SimpleNamespace(id="op-1", snapshot_id="snap-1")
+    reason = restore.lock_reason(operation)
+    assert reason.startswith(server_state.LOCK_REASON_PREFIX)
+    assert "op-1" in reason and "snap-1" in reason
+    failed = restore.failed_lock_reason(operation, "disk on fire " * 50)
+    assert failed.startswith(server_state.LOCK_REASON_PREFIX)
+    assert "failed: disk on fire" in failed
+    assert len(failed) == 255
+
+
+# The orchestration
+
+
+def test_restore_runs_to_the_agent_then_on_to_the_end(ctx, nova):
+    op = restore_request(ctx, nova)
+    conductor = orchestrator(nova)
+    assert conductor.poll(ctx) == [op.id]
+
+    row = db_api.operation_get(ctx, op.id)
+    assert (row.state, row.step, row.progress) == (
+        "running",
+        "restoring disks",
+        30,
+    )
+    assert row.conductor_host == "conductor-1"
+    server = nova.servers[op.instance_uuid]
+    assert server.status == "SHUTOFF"
+    assert server.locked_reason == restore.lock_reason(op)
+    assert conductor.compute_api.restores == [("compute-1", op.id, "rbd", 1)]
+    assert ("lock", "2.73") in nova.calls
+    # Waiting for the agent, a pass does nothing more.
+    assert conductor.poll(ctx) == []
+    assert len(conductor.compute_api.restores) == 1
+
+    assert conductor.agent_progress(ctx, op.id, 50, "restoring disks")
+    assert db_api.operation_get(ctx, op.id).progress == 55
+    assert conductor.agent_finished(ctx, op.id)
+    row = db_api.operation_get(ctx, op.id)
+    assert (row.state, row.step, row.progress) == ("succeeded", "done", 100)
+    assert server.status == "ACTIVE"
+    assert not server.is_locked
+    # A duplicated report changes nothing.
+    assert conductor.agent_finished(ctx, op.id, "late error")
+    assert db_api.operation_get(ctx, op.id).state == "succeeded"
+
+
+def test_agent_failure_leaves_the_server_stopped_and_locked(ctx, nova):
+    op = restore_request(ctx, nova)
+    conductor = orchestrator(nova)
+    conductor.poll(ctx)
+    conductor.agent_finished(ctx, op.id, "rollback refused")
+    row = db_api.operation_get(ctx, op.id)
+    assert row.state == "failed"
+    assert "rollback refused" in row.error
+    server = nova.servers[op.instance_uuid]
+    assert server.status == "SHUTOFF"
+    assert server.is_locked
+    assert "failed: the agent failed: rollback refused" in (
+        server.locked_reason
+    )
+    assert ("start",) not in nova.calls
+
+
+def test_someone_elses_lock_is_left_alone(ctx, nova):
+    op = restore_request(ctx, nova, locked_reason="tenant: do not touch")
+    conductor = orchestrator(nova)
+    conductor.poll(ctx)
+    row = db_api.operation_get(ctx, op.id)
+    assert row.state == "failed"
+    assert "tenant: do not touch" in row.error
+    server = nova.servers[op.instance_uuid]
+    assert server.locked_reason == "tenant: do not touch"
+    assert server.status == "ACTIVE"
+    assert conductor.compute_api.restores == []
+
+
+def test_a_snapshot_no_longer_available_is_not_restored(ctx, nova):
+    op = restore_request(ctx, nova)
+    db_api.snapshot_update_status(ctx, op.snapshot_id, "deleting")
+    conductor = orchestrator(nova)
+    conductor.poll(ctx)
+    row = db_api.operation_get(ctx, op.id)
+    assert row.state == "failed"
+    assert "deleting" in row.error
+    assert not nova.servers[op.instance_uuid].is_locked
+
+
+def _as_if_crashed_at(ctx, nova, op, step, dead_host):
+    """Record ``op`` at ``step`` under a conductor that is down, with the
+    server as that step's work left it."""
+    server = nova.servers[op.instance_uuid]
+    if step != "locking server":
+        server.is_locked = True
+        server.locked_reason = restore.lock_reason(op)
+    if step in ("restoring disks", "starting server"):
+        server.status = "SHUTOFF"
+    db_api.operation_update_step(
+        ctx,
+        op.id,
+        None,
+        {"state": "running", "step": step, "conductor_host": dead_host},
+    )
+    return db_api.service_heartbeat(ctx, BINARY, dead_host).last_seen_at
+
+
+@pytest.mark.parametrize(
+    "step",
+    [
+        "locking server",
+        "stopping server",
+        "starting server",
+        "unlocking server",
+    ],
+)
+def test_a_dead_conductors_restore_is_taken_over_and_finished(ctx, nova, step):
+    op = restore_request(ctx, nova)
+    last_seen = _as_if_crashed_at(ctx, nova, op, step, "conductor-dead")
+    later = last_seen + datetime.timedelta(
+        seconds=CONF.conductor.service_down_time + 1
+    )
+    # While the owner's heartbeat is fresh, nobody else takes it.
+    assert orchestrator(nova, "conductor-2", now=last_seen).poll(ctx) == []
+    conductor = orchestrator(nova, "conductor-2", now=later)
+    assert conductor.poll(ctx) == [op.id]
+    row = db_api.operation_get(ctx, op.id)
+    assert row.conductor_host == "conductor-2"
+    if step in ("locking server", "stopping server"):
+        assert row.step == "restoring disks"
+        conductor.agent_finished(ctx, op.id)
+        row = db_api.operation_get(ctx, op.id)
+    assert row.state == "succeeded"
+    server = nova.servers[op.instance_uuid]
+    assert server.status == "ACTIVE"
+    assert not server.is_locked
+    # Only the work left was done: a server already stopped was not
+    # stopped again, one already locked not locked again.
+    if step != "locking server":
+        assert ("lock", "2.73") not in nova.calls
+    if step in ("starting server", "unlocking server"):
+        assert ("stop",) not in nova.calls
+
+
+def test_own_restore_is_resumed_after_a_restart(ctx, nova):
+    op = restore_request(ctx, nova)
+    _as_if_crashed_at(ctx, nova, op, "starting server", "conductor-1")
+    # The same host, restarted: its own heartbeat is fresh, and still
+    # the restore is its own to resume.
+    assert orchestrator(nova, "conductor-1").poll(ctx) == [op.id]
+    assert db_api.operation_get(ctx, op.id).state == "succeeded"
+
+
+def test_no_report_from_the_agent_fails_after_the_timeout(ctx, nova):
+    op = restore_request(ctx, nova)
+    orchestrator(nova).poll(ctx)
+    waiting = db_api.operation_get(ctx, op.id)
+    soon = waiting.updated_at + datetime.timedelta(seconds=60)
+    orchestrator(nova, now=soon).poll(ctx)
+    assert db_api.operation_get(ctx, op.id).state == "running"
+    late = waiting.updated_at + datetime.timedelta(
+        seconds=CONF.conductor.restore_agent_timeout + 1
+    )
+    orchestrator(nova, now=late).poll(ctx)
+    row = db_api.operation_get(ctx, op.id)
+    assert row.state == "failed"
+    assert "did not report" in row.error
+    assert nova.servers[op.instance_uuid].status == "SHUTOFF"
+    assert nova.servers[op.instance_uuid].is_locked
+
+
+def test_other_operations_are_not_the_orchestrators(ctx, nova):
+    instance = db_fixtures.make_instance(ctx, host="compute-1")
+    op = db_api.operation_create(
+        ctx, {"type": "delete", "instance_uuid": instance.uuid}
+    )
+    conductor = orchestrator(nova)
+    assert not conductor.agent_finished(ctx, op.id)
+    assert not conductor.agent_progress(ctx, op.id, 10, "x")
+    assert not conductor.agent_finished(ctx, str(uuid.uuid4()))
+    assert conductor.poll(ctx) == []
