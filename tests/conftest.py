@@ -4,6 +4,7 @@ pytest_plugins = [
     "tests.fixtures.testenv",
     "tests.fixtures.services",
     "tests.fixtures.minicloud",
+    "tests.fixtures.snapmanager_cloud",
 ]
 
 

@@ -57,7 +57,7 @@ def main(argv=None):
             print(
                 "\nThe mini-cloud is up (%s disks, %s) on host %s.\n"
                 "  source %s   # then: openstack server list\n"
-                "  clouds: admin, demo, other (password %r) in %s\n"
+                "  clouds: %s (password %r) in %s\n"
                 "  logs:   %s\n"
                 "  stop:   python3 tools/minicloud down [--purge]"
                 % (
@@ -65,6 +65,7 @@ def main(argv=None):
                     info["virt_type"],
                     info["host"],
                     info["openrc"]["demo"],
+                    ", ".join(info["openrc"]),
                     info["password"],
                     info["clouds_yaml"],
                     pathlib.Path(info["logs"]["nova-api"]).parent,

@@ -28,10 +28,11 @@ PORTS = {
 
 # Keystone users that `up` creates. The admin user and project come from
 # `keystone-manage bootstrap`; `demo` and `other` are two tenants that must
-# not see each other's servers.
+# not see each other's servers; `demo-reader` may only read demo's.
 PEOPLE = {
     "admin": {"project": "admin", "role": "admin"},
     "demo": {"project": "demo", "role": "member"},
+    "demo-reader": {"project": "demo", "role": "reader"},
     "other": {"project": "other", "role": "member"},
 }
 # Service users, in the `service` project.
