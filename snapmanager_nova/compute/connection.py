@@ -28,8 +28,18 @@ class LibvirtConnection:
 
     def get(self):
         with self._lock:
-            if self._conn is None or not self._conn.isAlive():
+            if not self._alive():
                 self._conn = calls.bounded(
                     "libvirt connect", CONF.compute.call_timeout, self._opener
                 )
             return self._conn
+
+    def _alive(self):
+        if self._conn is None:
+            return False
+        try:
+            return bool(self._conn.isAlive())
+        except libvirt.libvirtError:
+            # A connection closed under us answers with an error, not
+            # False: it is just as dead.
+            return False

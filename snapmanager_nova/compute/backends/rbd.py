@@ -488,11 +488,8 @@ class RbdBackend(base.Backend):
                 # One unreachable image must not keep the agent from
                 # starting or from recovering the other instances.
                 LOG.error("Recovery of %s failed: %s", instance.uuid, exc)
-        if conn is not None:
-            try:
-                conn.close()
-            except libvirt.libvirtError:
-                LOG.debug("Closing libvirt failed", exc_info=True)
+        # The connection is the agent's shared one (LibvirtConnection):
+        # it stays open for everything that runs after recovery.
         return actions
 
     def _recover_instance(self, conn, instance):
