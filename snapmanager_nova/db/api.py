@@ -382,6 +382,7 @@ def schedule_list(
     project_id=None,
     is_project_default=None,
     enabled=None,
+    source=None,
 ):
     """Schedules matching every filter given, oldest first.
 
@@ -397,6 +398,8 @@ def schedule_list(
         stmt = stmt.where(schedule.is_project_default == is_project_default)
     if enabled is not None:
         stmt = stmt.where(schedule.enabled == enabled)
+    if source is not None:
+        stmt = stmt.where(schedule.source == source)
     stmt = stmt.order_by(schedule.created_at, schedule.id)
     return list(context.session.execute(stmt).scalars())
 
@@ -836,16 +839,17 @@ def instance_list_page(
 
 
 @context_manager.reader
-def schedule_list_by_instances(context, instance_uuids):
+def schedule_list_by_instances(context, instance_uuids, source=None):
     """The schedules of several instances in one query, oldest first."""
     if not instance_uuids:
         return []
     schedule = models.Schedule
-    stmt = (
-        sa.select(schedule)
-        .where(schedule.instance_uuid.in_(list(instance_uuids)))
-        .order_by(schedule.created_at, schedule.id)
+    stmt = sa.select(schedule).where(
+        schedule.instance_uuid.in_(list(instance_uuids))
     )
+    if source is not None:
+        stmt = stmt.where(schedule.source == source)
+    stmt = stmt.order_by(schedule.created_at, schedule.id)
     return list(context.session.execute(stmt).scalars())
 
 

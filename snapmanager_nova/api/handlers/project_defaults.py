@@ -18,14 +18,19 @@ from snapmanager_nova.api import views
 from snapmanager_nova.api.handlers import snapshot_policies
 from snapmanager_nova.api.schemas import snapshot_policy as schemas
 from snapmanager_nova.db import api as db_api
+from snapmanager_nova.db import models
 
 # The width of the project_id columns.
 _MAX_PROJECT_ID = 255
 
 
 def _defaults_of(context, project_id):
+    # Tenants' defaults only; see snapshot_policies._tenant_schedules.
     return db_api.schedule_list(
-        context, project_id=project_id, is_project_default=True
+        context,
+        project_id=project_id,
+        is_project_default=True,
+        source=models.SCHEDULE_SOURCE_API,
     )
 
 

@@ -21,6 +21,7 @@ from snapmanager_nova.api import views
 from snapmanager_nova.api.handlers import common
 from snapmanager_nova.api.schemas import snapshot_policy as schemas
 from snapmanager_nova.db import api as db_api
+from snapmanager_nova.db import models
 
 PREFIX = "snapmanager:snapshot_policy:"
 SHOW = PREFIX + "show"
@@ -28,6 +29,16 @@ LIST = PREFIX + "list"
 LIST_ALL_PROJECTS = PREFIX + "list:all_projects"
 SET = PREFIX + "set"
 UNSET = PREFIX + "unset"
+
+
+def _tenant_schedules(context, **filters):
+    # The API shows and changes the schedules tenants set. Those an
+    # operator declares in [conductor] policy_file are the operator's: the
+    # file is their only source, and a tenant's PUT or DELETE must not
+    # remove them (doc/source/policy_file.rst).
+    return db_api.schedule_list(
+        context, source=models.SCHEDULE_SOURCE_API, **filters
+    )
 
 
 def _policy_of(context, server_id):
@@ -38,7 +49,7 @@ def _policy_of(context, server_id):
         raise exception.SnapshotPolicyNotFound(server_id=server_id) from None
     if not instance.snapshot_enabled:
         raise exception.SnapshotPolicyNotFound(server_id=server_id)
-    return instance, db_api.schedule_list(context, instance_uuid=server_id)
+    return instance, _tenant_schedules(context, instance_uuid=server_id)
 
 
 def _policy_response(instance, schedules):
@@ -90,7 +101,7 @@ class SnapshotPolicyController:
             )
             schedules = schedule_requests.replace(
                 context,
-                db_api.schedule_list(context, instance_uuid=server.id),
+                _tenant_schedules(context, instance_uuid=server.id),
                 requested,
                 {"instance_uuid": server.id},
                 now,
@@ -127,7 +138,9 @@ class SnapshotPolicyController:
         )
         by_instance = collections.defaultdict(list)
         for row in db_api.schedule_list_by_instances(
-            context, [instance.uuid for instance in instances]
+            context,
+            [instance.uuid for instance in instances],
+            source=models.SCHEDULE_SOURCE_API,
         ):
             by_instance[row.instance_uuid].append(row)
         return responses.json_response(

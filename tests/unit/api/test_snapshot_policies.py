@@ -3,6 +3,7 @@
 import datetime
 
 from snapmanager_nova.db import api as db_api
+from snapmanager_nova.db import models
 from tests.unit.api import fakes
 from tests.unit.api.helpers import policy_path
 
@@ -257,3 +258,26 @@ def test_list_paginates(api, nova):
     assert seen == [server.id for server in servers]
     # 2 + 2 + 1: the short third page is known to be the last.
     assert pages == 3
+
+
+def test_operator_schedules_are_neither_shown_nor_replaced(api, nova, ctx):
+    server = nova.add()
+    api.put(policy_path(server.id), {"schedules": [BERLIN_DAILY]})
+    operator = db_api.schedule_create(
+        ctx,
+        {
+            "instance_uuid": server.id,
+            "project_id": fakes.DEMO,
+            "family": "netapp",
+            "spec": "2@sun",
+            "source": models.SCHEDULE_SOURCE_OPERATOR,
+        },
+    )
+    shown = api.get(policy_path(server.id)).json["snapshot_policy"]
+    assert [s["spec"] for s in shown["schedules"]] == ["daily@02:30"]
+
+    api.put(policy_path(server.id), {"schedules": [{"spec": "every@6h"}]})
+    assert api.delete(policy_path(server.id)).status_int == 204
+    # The operator's file is the only source of its schedules.
+    (left,) = db_api.schedule_list(ctx, instance_uuid=server.id)
+    assert left.id == operator.id
