@@ -17,6 +17,7 @@ One tick:
 A conductor killed between 1 and 2 leaves ``creating`` rows nobody works
 on; after ``[conductor] operation_timeout`` reconciliation finds that the
 agent has none of them and puts them back for a retry (:mod:`.reconcile`).
+The functional tests kill a real conductor there (:func:`_test_crash_point`).
 A conductor that was down for many windows takes only the latest one
 when it comes back (``previous_run(now)``), never one per missed window.
 
@@ -44,6 +45,13 @@ def utcnow():
     return datetime.datetime.now(datetime.UTC)
 
 
+def _test_crash_point(stage):
+    """Where crash-safety tests kill the conductor; does nothing otherwise.
+
+    Stage: ``casting`` (before each cast of a tick, the claim committed).
+    """
+
+
 @dataclasses.dataclass(frozen=True)
 class Dispatch:
     """A snapshot recorded by a tick, to be cast to its agent."""
@@ -68,7 +76,13 @@ class ScheduleClock:
         """Claim what is due now and dispatch it; return the Dispatches."""
         now = self.now()
         dispatches = self._claim(context, now)
+        if dispatches:
+            LOG.info(
+                "Claimed %d snapshot(s) of due windows; casting them",
+                len(dispatches),
+            )
         for dispatch in dispatches:
+            _test_crash_point("casting")
             self._dispatch(context, dispatch)
         return dispatches
 

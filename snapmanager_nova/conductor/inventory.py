@@ -144,6 +144,32 @@ def snapshot_backend(snapshot):
     return snapshot.backend or backend_of_disks(snapshot.disks)
 
 
+def cast_snapshot_delete(compute_api, context, instance, snapshot):
+    """Ask the instance's agent to delete ``snapshot``, already ``deleting``.
+
+    A snapshot that never completed on a known backend has nothing
+    stored: it is marked ``deleted`` here and False returned. Raises
+    oslo.messaging's errors when the agent cannot be asked; the caller
+    decides what that means for the row.
+    """
+    backend = snapshot_backend(snapshot) or instance.backend
+    if backend is None:
+        db_api.snapshot_update_status(
+            context, snapshot.id, models.SNAPSHOT_DELETED
+        )
+        return False
+    compute_api.delete_snapshot(
+        context,
+        instance.host,
+        snapshot.id,
+        instance.uuid,
+        backend,
+        snapshot.snapshot_index,
+        snapshot.disks,
+    )
+    return True
+
+
 def instance_backend(context, instance):
     """The instance's backend: recorded, or that of its snapshots.
 
@@ -266,22 +292,9 @@ class InstanceCleanup:
                 )
             except exception.InvalidStatusTransition:
                 continue
-            backend = snapshot_backend(snapshot) or instance.backend
-            if backend is None:
-                # Never completed: nothing was stored.
-                db_api.snapshot_update_status(
-                    context, snapshot.id, models.SNAPSHOT_DELETED
-                )
-                continue
             try:
-                self.compute_api.delete_snapshot(
-                    context,
-                    instance.host,
-                    snapshot.id,
-                    instance.uuid,
-                    backend,
-                    snapshot.snapshot_index,
-                    snapshot.disks,
+                cast_snapshot_delete(
+                    self.compute_api, context, instance, snapshot
                 )
             except messaging.MessagingException as exc:
                 db_api.snapshot_update_status(

@@ -346,21 +346,9 @@ class Reconciler:
         return stored
 
     def _cast_delete(self, context, instance, row):
-        backend = inventory.snapshot_backend(row) or instance.backend
-        if backend is None:
-            db_api.snapshot_update_status(
-                context, row.id, models.SNAPSHOT_DELETED
-            )
-            return
         try:
-            self.compute_api.delete_snapshot(
-                context,
-                instance.host,
-                row.id,
-                instance.uuid,
-                backend,
-                row.snapshot_index,
-                row.disks,
+            inventory.cast_snapshot_delete(
+                self.compute_api, context, instance, row
             )
         except messaging.MessagingException as exc:
             LOG.error(

@@ -209,22 +209,9 @@ class Retention:
                 LOG.debug("Snapshot %s not deleted: %s", row.id, exc)
                 continue
             sent.append(row.id)
-            backend = inventory.snapshot_backend(row) or instance.backend
-            if backend is None:
-                # It never completed on a known backend: nothing stored.
-                db_api.snapshot_update_status(
-                    context, row.id, models.SNAPSHOT_DELETED
-                )
-                continue
             try:
-                self.compute_api.delete_snapshot(
-                    context,
-                    instance.host,
-                    row.id,
-                    instance.uuid,
-                    backend,
-                    row.snapshot_index,
-                    row.disks,
+                inventory.cast_snapshot_delete(
+                    self.compute_api, context, instance, row
                 )
             except messaging.MessagingException as exc:
                 # Left ``deleting``: reconciliation asks again once
