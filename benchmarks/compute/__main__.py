@@ -10,6 +10,7 @@ import libvirt
 from benchmarks.compute import env as env_mod
 from benchmarks.compute import file_cases
 from benchmarks.compute import rbd_cases
+from benchmarks.compute import report
 from snapmanager_nova.compute import rbd_client
 from snapmanager_nova.compute.backends import qcow2
 from snapmanager_nova.compute.backends import rbd as rbd_backend
@@ -76,10 +77,6 @@ def _version(number):
     return f"{major}.{rest // 1000}.{rest % 1000}"
 
 
-def _print(lines):
-    print("\n".join(lines), end="\n\n", flush=True)
-
-
 def _quiet_libvirt(_ctx, _error):
     # libvirt-python prints every error to stderr, the expected ones too
     # (a guest agent that is not there); the errors raised still count.
@@ -98,7 +95,7 @@ def main(argv=None):
     started = time.monotonic()
     try:
         with env_mod.prepared(with_ceph=RBD in backends) as env:
-            _print(
+            report.show(
                 [
                     f"{os.cpu_count()} CPUs; libvirt "
                     f"{_version(env.conn.getLibVersion())}, QEMU "
@@ -125,7 +122,7 @@ def _run(env, backends, options):
                 case = file_cases.run(
                     env, file_backend, mode, disk_names, options
                 )
-                _print(case.table())
+                report.show(case.table())
     if RBD in backends:
         client = rbd_client.RbdClient()
         try:
@@ -133,7 +130,7 @@ def _run(env, backends, options):
                 client=client, connect=lambda: libvirt.open(env.uri)
             )
             for disk_names in DISK_SETS:
-                _print(
+                report.show(
                     rbd_cases.run(env, backend, disk_names, options).table()
                 )
         finally:

@@ -16,15 +16,13 @@ import tempfile
 import uuid
 
 import libvirt
-import rados
 
+from benchmarks import common
 from snapmanager_nova import conf as sm_conf
 from snapmanager_nova import privsep
-from tests.fixtures import testenv as testenv_fixtures
-from tests.functional.compute import rbd_helpers
 
 CONF = sm_conf.CONF
-TestEnvError = testenv_fixtures.testenv.TestEnvError
+TestEnvError = common.TestEnvError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,18 +51,6 @@ class Environment:
 
 
 @contextlib.contextmanager
-def _component(name):
-    testenv = testenv_fixtures.testenv
-    was_up = testenv.is_up(name)
-    info = testenv.ensure_up(name)
-    try:
-        yield info
-    finally:
-        if not was_up and not testenv_fixtures.keep_running():
-            testenv.stop(name)
-
-
-@contextlib.contextmanager
 def _overrides(group, values):
     for name, value in values.items():
         CONF.set_override(name, value, group=group)
@@ -79,8 +65,12 @@ def _overrides(group, values):
 def prepared(with_ceph):
     """Yield the :class:`Environment` of one run; tear it down after."""
     with contextlib.ExitStack() as stack:
-        libvirt_info = stack.enter_context(_component("libvirt"))
-        ceph = stack.enter_context(_component("ceph")) if with_ceph else None
+        libvirt_info = stack.enter_context(common.component("libvirt"))
+        ceph = (
+            stack.enter_context(common.component("ceph"))
+            if with_ceph
+            else None
+        )
         root = tempfile.mkdtemp(prefix="snapmanager-bench-")
         stack.callback(shutil.rmtree, root, ignore_errors=True)
         instances = os.path.join(root, "instances")
@@ -134,18 +124,8 @@ def prepared(with_ceph):
 def _raw_ceph(env, ceph):
     """A Ceph connection of the raw calls' own, beside the agent's, and
     the libvirt secret the domains authenticate with."""
-    cluster = rados.Rados(conffile=ceph["conf"], rados_id=ceph["user"])
-    cluster.connect(timeout=30)
-    secret = None
-    try:
-        env.ioctx = cluster.open_ioctx(ceph["pool"])
-        secret = rbd_helpers.define_ceph_secret(env.conn, ceph)
+    with common.ceph_pool(env.conn, ceph) as (ioctx, secret_uuid):
+        env.ioctx = ioctx
         env.ceph = ceph
-        env.secret_uuid = secret.UUIDString()
+        env.secret_uuid = secret_uuid
         yield
-    finally:
-        if secret is not None:
-            secret.undefine()
-        if env.ioctx is not None:
-            env.ioctx.close()
-        cluster.shutdown()

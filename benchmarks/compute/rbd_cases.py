@@ -30,10 +30,10 @@ snapshots, inside the snapshot times.
 """
 
 import functools
-import time
 
 import rbd
 
+from benchmarks import common
 from benchmarks.compute import report
 from snapmanager_nova.compute.backends import rbd_images
 from tests.functional.compute import rbd_helpers
@@ -42,9 +42,6 @@ MiB = rbd_helpers.MiB
 # What each side rewrites on every image before a restore.
 CHANGE_MIB = 4
 RAW_PREFIX = "bench-raw-"
-# A QEMU killed uncleanly keeps watching its images until the OSD's watch
-# timeout (30 s by default): they cannot be removed before that.
-REMOVE_PATIENCE = 45
 
 
 class RawRbd:
@@ -214,16 +211,4 @@ def run(env, backend, disk_names, options):
         try:
             raw.remove_group()
         finally:
-            _remove_everything(env.ioctx, layout.uuid)
-
-
-def _remove_everything(ioctx, instance_uuid):
-    deadline = time.monotonic() + REMOVE_PATIENCE
-    while True:
-        try:
-            rbd_helpers.remove_everything(ioctx, instance_uuid)
-            return
-        except rbd.ImageBusy:
-            if time.monotonic() > deadline:
-                raise
-        time.sleep(1)
+            common.remove_rbd_instance(env.ioctx, layout.uuid)

@@ -101,36 +101,56 @@ class Case:
 
     def table(self):
         """The case as lines of text: milliseconds, and agent / raw."""
-        lines = [
-            self.title,
-            f"{'op':{_FIRST}}" + "".join(f"{c:>{_WIDTH}}" for c in _COLUMNS),
-        ]
+        rows = []
         for row in ROWS:
             agent, raw = self.agent.get(row), self.raw.get(row)
             if not agent and not raw:
                 continue
-            cells = [
-                _ms(statistics.median(agent) if agent else None),
-                _ms(p90(agent) if agent else None),
-                _ms(statistics.median(raw) if raw else None),
-                _ms(p90(raw) if raw else None),
-                _ratio(agent, raw),
-            ]
-            lines.append(
-                f"{row:{_FIRST}}" + "".join(f"{c:>{_WIDTH}}" for c in cells)
+            rows.append(
+                [
+                    row,
+                    ms(statistics.median(agent) if agent else None),
+                    ms(p90(agent) if agent else None),
+                    ms(statistics.median(raw) if raw else None),
+                    ms(p90(raw) if raw else None),
+                    _ratio(agent, raw),
+                ]
             )
-        lines.extend(f"  {note}" for note in self.notes)
-        return lines
+        return table(self.title, ("op",) + _COLUMNS, rows, self.notes)
 
 
-def _ms(seconds):
+def table(title, header, rows, notes=()):
+    """Lines of text: ``title``, then ``header`` and each row of cells
+    (strings), the first column left-aligned, the others right-aligned;
+    then each note, indented."""
+
+    def line(cells):
+        first, *rest = cells
+        return f"{first:{_FIRST}}" + "".join(f"{c:>{_WIDTH}}" for c in rest)
+
+    return [title, line(header), *map(line, rows)] + [
+        f"  {note}" for note in notes
+    ]
+
+
+def show(lines):
+    """Print a table (or any lines) and a blank line, at once."""
+    print("\n".join(lines), end="\n\n", flush=True)
+
+
+def ratio(value, baseline):
+    """``value / baseline`` as a cell; "-" when there is no baseline."""
+    if value is None or not baseline or baseline <= 0:
+        return "-"
+    return f"{value / baseline:.2f}"
+
+
+def ms(seconds):
+    """Seconds as a cell in milliseconds; "-" for None."""
     return "-" if seconds is None else f"{seconds * 1000:.1f}"
 
 
 def _ratio(agent, raw):
     if not agent or not raw:
         return "-"
-    baseline = statistics.median(raw)
-    if baseline <= 0:
-        return "-"
-    return f"{statistics.median(agent) / baseline:.2f}"
+    return ratio(statistics.median(agent), statistics.median(raw))

@@ -1,0 +1,476 @@
+"""RBD fan-out: N instances due in one window, end to end.
+
+snapmanager-conductor and snapmanager-compute run as real processes
+(tests/fixtures/services.py) on the test RabbitMQ and a MariaDB database
+of this run's own, the agent with the RBD backend only. For each N:
+
+* N Nova-like instances (tests/functional/compute/rbd_helpers): one
+  small image ``<uuid>_disk`` each in the test pool, and a domain defined
+  with Nova's RBD disk XML and left shut off, so the agent snapshots
+  without a freeze; each instance's row names the agent's host, and has
+  a schedule of its own, not due (``next_run_at`` NULL).
+* **agent**: one UPDATE makes all N schedules due at once; the
+  conductor's clock (ticking every second) claims them in one tick,
+  records N ``creating`` rows and casts N snapshots to the agent, which
+  takes them ``[compute] workers`` at a time and reports each to the
+  conductor, which records it ``available``. The time is from the tick
+  (the first schedule the tick advanced, ``schedules.updated_at``) to
+  the last ``completed_at``, both written by the conductor.
+* **loop**: ``create_snap`` on each of the same images in turn, through
+  a Ceph connection of this process: the bare storage work.
+
+The two take turns going first from one N to the next. The services talk
+on a RabbitMQ vhost of this run's own (see
+:func:`benchmarks.common.private_vhost`). Everything is removed
+afterwards, also on failure: snapshots, images, domains, the libvirt
+secret, the vhost, the database and the services' directory.
+"""
+
+import concurrent.futures
+import contextlib
+import datetime
+import os
+import pathlib
+import shutil
+import tempfile
+import time
+import uuid
+
+import libvirt
+import rbd
+import sqlalchemy as sa
+
+from benchmarks import common
+from benchmarks.compute import report
+from benchmarks.conductor import rows
+from snapmanager_nova import conf as sm_conf
+from snapmanager_nova import context as sm_context
+from snapmanager_nova.db import api as db_api
+from snapmanager_nova.db import models
+from tests.fixtures import services
+from tests.fixtures import testenv as testenv_fixtures
+from tests.functional.compute import rbd_helpers
+from tests.unit.db import fixtures as db_fixtures
+
+CONF = sm_conf.CONF
+MiB = rbd_helpers.MiB
+IMAGE_SIZE = 4 * MiB
+RAW_SNAP = "bench-raw"
+# Threads that create and remove the images and domains (setup and
+# cleanup, never timed against anything).
+SETUP_THREADS = 8
+# What the agent says of a snapshot another agent removed meanwhile.
+MISSING = "missing right after creation"
+DISTURBED = (
+    "Every snapmanager-compute that starts on the test environment's "
+    "libvirtd recovers all the RBD domains there, this run's too, and "
+    "discards the snapshots it finds in flight: was another test set-up "
+    "starting an agent? Run the fan-out on a quiet test environment."
+)
+CONDUCTOR = "snapmanager-conductor"
+COMPUTE = "snapmanager-compute"
+
+
+class FanoutError(Exception):
+    pass
+
+
+def _parallel(func, items):
+    """``func(item)`` for every item on a few threads; results in order.
+
+    Every item is tried; the first error is raised after all are done,
+    so a failure in cleanup does not leave the rest behind.
+    """
+    with concurrent.futures.ThreadPoolExecutor(SETUP_THREADS) as pool:
+        futures = [pool.submit(func, item) for item in items]
+    errors = [f.exception() for f in futures if f.exception() is not None]
+    if errors:
+        raise errors[0]
+    return [f.result() for f in futures]
+
+
+class Services:
+    """The conductor and the agent, on a database of their own."""
+
+    def __init__(self, stack, mariadb, rabbitmq, libvirt_info, ceph, batch):
+        url = stack.enter_context(testenv_fixtures.new_database(mariadb))
+        transport_url = stack.enter_context(common.private_vhost(rabbitmq))
+        directory = pathlib.Path(tempfile.mkdtemp(prefix="snapmanager-fan-"))
+        stack.callback(shutil.rmtree, directory, ignore_errors=True)
+        self.env = services.SnapmanagerEnv(directory, url, transport_url)
+        self.env.write_config(
+            {
+                "compute": {
+                    "libvirt_uri": libvirt_info["uri"],
+                    "instances_path": str(directory / "instances"),
+                    "snapshot_store_path": str(directory / "snapshots"),
+                    "backends": "rbd",
+                },
+                "rbd": {
+                    "ceph_conf": ceph["conf"],
+                    "rbd_user": ceph["user"],
+                    "pool": ceph["pool"],
+                    "rados_op_timeout": "30",
+                },
+                "conductor": {
+                    "tick_interval": "1",
+                    # One tick claims the whole window (200 by default).
+                    "claim_batch_size": str(batch),
+                    # There is no Nova here to hear from.
+                    "listen_notifications": "false",
+                },
+            }
+        )
+        (directory / "instances").mkdir()
+        try:
+            self.env.manage("db", "sync")
+        except Exception as exc:
+            raise FanoutError(
+                f"snapmanager-manage db sync failed: {exc}\n"
+                + getattr(exc, "stderr", "")
+            ) from exc
+        self.engine = stack.enter_context(db_fixtures.database(url))
+        stack.callback(self.env.stop_all)
+        self.host = services.unique_host("bench-compute")
+        # The conductor first, then the agent: the order of the CPU columns.
+        wanted = [
+            (CONDUCTOR, services.unique_host("bench-conductor")),
+            (COMPUTE, self.host),
+        ]
+        self.processes = [
+            self.env.start(binary, host) for binary, host in wanted
+        ]
+
+        def registered():
+            context = sm_context.get_admin_context()
+            return set(wanted) <= {
+                (service.binary, service.host)
+                for service in db_api.service_list(context)
+            }
+
+        self.wait_until(registered, 60, "the services' heartbeats")
+
+    def check_alive(self):
+        for process in self.processes:
+            if process.poll() is not None:
+                raise FanoutError(
+                    f"{pathlib.Path(process.args[0]).name} exited with "
+                    f"{process.returncode}:\n{self.env.log_tails()}"
+                )
+
+    def wait_until(self, predicate, timeout, what, interval=0.1):
+        def check():
+            self.check_alive()
+            return predicate()
+
+        try:
+            return services.wait_until(check, timeout, interval, what)
+        except AssertionError as exc:
+            raise FanoutError(f"{exc}\n{self.env.log_tails()}") from None
+
+
+class Fleet:
+    """N Nova-like RBD instances of one size, and their rows."""
+
+    def __init__(self, size, conn, ioctx, ceph, secret_uuid, prefix):
+        self.size = size
+        self.conn = conn
+        self.ioctx = ioctx
+        self.ceph = ceph
+        self.secret_uuid = secret_uuid
+        self.prefix = prefix
+        self.project_id = f"bench-fanout-{uuid.uuid4().hex[:8]}"
+        self.layouts = []
+        self.domains = []
+        self.times = {}
+        self.cpu = None  # CPU seconds of conductor and agent, fan-out
+
+    def create(self):
+        started = time.monotonic()
+        _parallel(self._make_layout, range(self.size))
+        self.times["images created"] = time.monotonic() - started
+        started = time.monotonic()
+        _parallel(self._define, list(self.layouts))
+        self.times["domains defined"] = time.monotonic() - started
+
+    def _make_layout(self, index):
+        layout = rbd_helpers.make_layout(
+            self.ioctx,
+            self.ceph,
+            self.secret_uuid,
+            f"{self.prefix}fan-{self.project_id[-8:]}-{index:04d}",
+            size=IMAGE_SIZE,
+        )
+        self.layouts.append(layout)  # list.append is atomic
+
+    def _define(self, layout):
+        self.domains.append(self.conn.defineXML(layout.xml))
+
+    def remove(self):
+        """Undefine the domains, then remove images and snapshots."""
+        started = time.monotonic()
+        try:
+            _parallel(
+                lambda dom: dom.undefineFlags(
+                    libvirt.VIR_DOMAIN_UNDEFINE_NVRAM
+                ),
+                self.domains,
+            )
+        finally:
+            self.times["domains undefined"] = time.monotonic() - started
+            started = time.monotonic()
+            _parallel(
+                lambda layout: common.remove_rbd_instance(
+                    self.ioctx, layout.uuid
+                ),
+                self.layouts,
+            )
+            self.times["images removed"] = time.monotonic() - started
+
+    def images(self):
+        return [layout.image() for layout in self.layouts]
+
+
+def _insert_rows(engine, fleet, host):
+    instances = [
+        dict(
+            rows.instance(fleet.project_id, host, "SHUTOFF", index),
+            uuid=layout.uuid,
+        )
+        for index, layout in enumerate(fleet.layouts)
+    ]
+    rows.insert(engine, models.Instance, instances)
+    rows.insert(
+        engine,
+        models.Schedule,
+        [rows.own_schedule(row, None) for row in instances],
+    )
+
+
+def _make_due(engine, project_id):
+    schedules = models.Schedule.__table__
+    with engine.begin() as conn:
+        conn.execute(
+            schedules.update()
+            .where(schedules.c.project_id == project_id)
+            # updated_at cleared: the tick's own update sets it again,
+            # which dates the tick.
+            .values(next_run_at=models.utcnow(), updated_at=None)
+        )
+
+
+def _disable(engine, project_id):
+    schedules = models.Schedule.__table__
+    with engine.begin() as conn:
+        conn.execute(
+            schedules.update()
+            .where(schedules.c.project_id == project_id)
+            .values(enabled=False)
+        )
+
+
+def _statuses(engine, project_id):
+    snapshots = models.Snapshot.__table__
+    with engine.connect() as conn:
+        return dict(
+            conn.execute(
+                sa.select(snapshots.c.status, sa.func.count())
+                .where(snapshots.c.project_id == project_id)
+                .group_by(snapshots.c.status)
+            ).all()
+        )
+
+
+def _errors(engine, project_id, limit=3):
+    snapshots = models.Snapshot.__table__
+    with engine.connect() as conn:
+        return conn.execute(
+            sa.select(snapshots.c.instance_uuid, snapshots.c.error)
+            .where(
+                snapshots.c.project_id == project_id,
+                snapshots.c.status == models.SNAPSHOT_ERROR,
+            )
+            .limit(limit)
+        ).all()
+
+
+def _utc(value):
+    return value.replace(tzinfo=datetime.UTC)
+
+
+def _timeline(engine, project_id):
+    """(tick start, last row recorded, last row available), aware UTC."""
+    schedules = models.Schedule.__table__
+    snapshots = models.Snapshot.__table__
+    with engine.connect() as conn:
+        tick = conn.execute(
+            sa.select(sa.func.min(schedules.c.updated_at)).where(
+                schedules.c.project_id == project_id
+            )
+        ).scalar_one()
+        recorded, done = conn.execute(
+            sa.select(
+                sa.func.max(snapshots.c.created_at),
+                sa.func.max(snapshots.c.completed_at),
+            ).where(snapshots.c.project_id == project_id)
+        ).one()
+    return _utc(tick), _utc(recorded), _utc(done)
+
+
+def _cpu_seconds(pid):
+    """User and system CPU time process ``pid`` has used so far."""
+    with open(f"/proc/{pid}/stat") as stat:
+        # After the command name, which may contain spaces.
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _agent_fanout(svc, fleet):
+    """(seconds from the tick to all available, seconds of the tick);
+    the CPU time each service spent go into ``fleet.cpu``."""
+    cpu = [_cpu_seconds(process.pid) for process in svc.processes]
+    _make_due(svc.engine, fleet.project_id)
+
+    def all_available():
+        statuses = _statuses(svc.engine, fleet.project_id)
+        if statuses.get(models.SNAPSHOT_ERROR):
+            errors = _errors(svc.engine, fleet.project_id)
+            hint = ""
+            if any(MISSING in (error or "") for _, error in errors):
+                hint = f"\n{DISTURBED}"
+            raise FanoutError(
+                f"{statuses[models.SNAPSHOT_ERROR]} snapshots failed, e.g. "
+                f"{errors}{hint}\n" + svc.env.log_tails()
+            )
+        return statuses.get(models.SNAPSHOT_AVAILABLE) == fleet.size
+
+    svc.wait_until(
+        all_available,
+        60 + fleet.size,
+        f"{fleet.size} snapshots available",
+        interval=0.25,
+    )
+    fleet.cpu = [
+        _cpu_seconds(process.pid) - before
+        for process, before in zip(svc.processes, cpu, strict=True)
+    ]
+    tick, recorded, done = _timeline(svc.engine, fleet.project_id)
+    return (done - tick).total_seconds(), (recorded - tick).total_seconds()
+
+
+def _raw_loop(ioctx, images):
+    started = time.perf_counter()
+    for name in images:
+        with rbd.Image(ioctx, name) as image:
+            image.create_snap(RAW_SNAP)
+    return time.perf_counter() - started
+
+
+def _check_snapshots(ioctx, images):
+    """Each image has the agent's snapshot and the loop's, no other."""
+
+    def count(name):
+        return len(rbd_helpers.snapshots(ioctx, name))
+
+    wrong = [
+        name
+        for name, n in zip(images, _parallel(count, images), strict=True)
+        if n != 2
+    ]
+    if wrong:
+        raise FanoutError(
+            f"{len(wrong)} images do not have exactly two snapshots, "
+            f"e.g. {wrong[:3]}"
+        )
+
+
+def _measure(svc, fleet, ioctx, repetition):
+    try:
+        fleet.create()
+        _insert_rows(svc.engine, fleet, svc.host)
+        (agent, tick), raw = report.in_turn(
+            repetition,
+            lambda: _agent_fanout(svc, fleet),
+            lambda: _raw_loop(ioctx, fleet.images()),
+        )
+        _check_snapshots(ioctx, fleet.images())
+        return agent, tick, raw
+    except BaseException:
+        # Nothing may still be working on the images while they go.
+        svc.env.stop_all()
+        raise
+    finally:
+        try:
+            _disable(svc.engine, fleet.project_id)
+        finally:
+            fleet.remove()
+
+
+def run(mariadb, rabbitmq, libvirt_info, ceph, sizes):
+    """Measure every size; return the table (a list of lines)."""
+    lines, notes = [], []
+    with contextlib.ExitStack() as stack:
+        svc = Services(
+            stack, mariadb, rabbitmq, libvirt_info, ceph, max(sizes)
+        )
+        conn = libvirt.open(libvirt_info["uri"])
+        stack.callback(conn.close)
+        ioctx, secret_uuid = stack.enter_context(common.ceph_pool(conn, ceph))
+        for repetition, size in enumerate(sizes):
+            fleet = Fleet(
+                size,
+                conn,
+                ioctx,
+                ceph,
+                secret_uuid,
+                libvirt_info["domain_prefix"],
+            )
+            agent, tick, raw = _measure(svc, fleet, ioctx, repetition)
+            lines.append(
+                [
+                    f"{size:,}",
+                    f"{agent:.2f}",
+                    f"{raw:.2f}",
+                    report.ratio(agent, raw),
+                    f"{agent * 1000 / size:.1f}",
+                    f"{raw * 1000 / size:.1f}",
+                    f"{tick:.2f}",
+                    f"{fleet.cpu[0]:.1f}",
+                    f"{fleet.cpu[1]:.1f}",
+                ]
+            )
+            notes.append(
+                f"{size:,}: "
+                + ", ".join(
+                    f"{what} in {seconds:.1f} s"
+                    for what, seconds in fleet.times.items()
+                )
+            )
+    return report.table(
+        "RBD fan-out: N shut-off instances due in one window; seconds; "
+        "ratio = agent / loop",
+        (
+            "instances",
+            "agent s",
+            "loop s",
+            "ratio",
+            "agent ms/1",
+            "loop ms/1",
+            "tick s",
+            "cond. CPU",
+            "agent CPU",
+        ),
+        lines,
+        [
+            "agent: from the conductor's tick to the last snapshot "
+            "recorded available (conductor and agent processes, "
+            f"[compute] workers = {CONF.compute.workers}); loop: "
+            "create_snap on each image in turn",
+            "ms/1: per instance; tick s: the tick's claim and its N "
+            "snapshot rows, before its casts; CPU: seconds the conductor's "
+            "and the agent's processes used meanwhile",
+            f"images of {IMAGE_SIZE // MiB} MiB, empty; set-up and clean-up "
+            f"on {SETUP_THREADS} threads:",
+            *notes,
+        ],
+    )
