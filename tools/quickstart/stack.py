@@ -31,7 +31,6 @@ import shutil
 import subprocess
 import sys
 import time
-import urllib.parse
 
 from . import keystone
 from ._tools import minicloud
@@ -57,7 +56,6 @@ DATABASE = "minicloud_snapmanager"
 # Snapmanager's own vhost on the test environment's RabbitMQ (see
 # Stack._transport_url).
 VHOST = "snapmanager-minicloud"
-RABBITMQCTL = "/usr/lib/rabbitmq/bin/rabbitmqctl"
 
 # Seconds between two heartbeats, and between two ticks of the schedule
 # clock: short, so that `up` sees the agents report within a second or
@@ -194,21 +192,6 @@ class Stack(minicloud.cloud.MiniCloud):
 
     # -- configuration ---------------------------------------------------
 
-    def _rabbitmqctl(self, rabbitmq, *args):
-        return self._run(
-            "rabbitmqctl %s" % args[0],
-            [RABBITMQCTL, "-q", *args],
-            env={
-                # Where the node's Erlang cookie is, and how to find it.
-                "HOME": str(rabbitmq.dir),
-                "RABBITMQ_NODENAME": "rabbit@localhost",
-                "ERL_EPMD_PORT": str(rabbitmq.state["ports"]["epmd"]),
-                "RABBITMQ_CONF_ENV_FILE": str(
-                    rabbitmq.dir / "rabbitmq-env.conf"
-                ),
-            },
-        )
-
     def _transport_url(self, env):
         """Snapmanager's message bus: a vhost of its own.
 
@@ -224,21 +207,7 @@ class Stack(minicloud.cloud.MiniCloud):
         if entry.get("external"):
             return entry["transport_url"]
         testenv = self._testenv()
-        rabbitmq = testenv.RabbitMQ(testenv.env_dir())
-        if VHOST not in self._rabbitmqctl(rabbitmq, "list_vhosts").split():
-            self._rabbitmqctl(rabbitmq, "add_vhost", VHOST)
-        self._rabbitmqctl(
-            rabbitmq,
-            "set_permissions",
-            "-p",
-            VHOST,
-            rabbitmq.USER,
-            ".*",
-            ".*",
-            ".*",
-        )
-        url = urllib.parse.urlsplit(entry["transport_url"])
-        return urllib.parse.urlunsplit(url._replace(path="/" + VHOST))
+        return testenv.RabbitMQ(testenv.env_dir()).vhost_url(VHOST)
 
     def _write_env(self, cloud, env):
         wanted = ("mariadb", "rabbitmq", "libvirt")

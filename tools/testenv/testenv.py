@@ -53,6 +53,7 @@ SYSTEM_RABBIT_PORT = 5672
 
 LIBVIRTD = "/usr/sbin/libvirtd"
 RABBITMQ_SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"
+RABBITMQCTL = "/usr/lib/rabbitmq/bin/rabbitmqctl"
 
 
 class TestEnvError(Exception):
@@ -832,15 +833,59 @@ class RabbitMQ(Component):
     def _check_external(self, entry):
         _check_reachable(entry["transport_url"], 5672, entry["source"])
 
+    def _url(self, vhost):
+        return "rabbit://%s:%s@127.0.0.1:%d/%s" % (
+            self.USER,
+            self.state["password"],
+            self.state["ports"]["amqp"],
+            vhost,
+        )
+
+    def ctl(self, *args):
+        """Run rabbitmqctl against this node; return its output."""
+        done = subprocess.run(
+            [RABBITMQCTL, "-q", *args],
+            env={
+                "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+                # Where the node's Erlang cookie is, and how to find it.
+                "HOME": str(self.dir),
+                "RABBITMQ_NODENAME": "rabbit@localhost",
+                "ERL_EPMD_PORT": str(self.state["ports"]["epmd"]),
+                "RABBITMQ_CONF_ENV_FILE": str(self.dir / "rabbitmq-env.conf"),
+            },
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if done.returncode != 0:
+            raise TestEnvError(
+                "rabbitmqctl %s failed: %s"
+                % (" ".join(args), (done.stderr or done.stdout).strip())
+            )
+        return done.stdout
+
+    def vhost_url(self, vhost):
+        """The transport URL of ``vhost``, made first if it is missing.
+
+        Snapmanager's conductors all consume from the queue named after
+        their topic, and queues are per vhost: set-ups sharing one
+        RabbitMQ (the quickstart's stack, benchmarks, a test module's
+        services) each need a vhost of their own, as separate clouds
+        would. A rabbitmqctl call costs about a second.
+        """
+        if vhost not in self.ctl("list_vhosts").split():
+            self.ctl("add_vhost", vhost)
+        self.ctl("set_permissions", "-p", vhost, self.USER, ".*", ".*", ".*")
+        return self._url(vhost)
+
+    def delete_vhost(self, vhost):
+        """Remove ``vhost`` with its queues (a no-op if it is gone)."""
+        if vhost in self.ctl("list_vhosts").split():
+            self.ctl("delete_vhost", vhost)
+
     def info(self):
         return {
-            "transport_url": "rabbit://%s:%s@127.0.0.1:%d/%s"
-            % (
-                self.USER,
-                self.state["password"],
-                self.state["ports"]["amqp"],
-                self.VHOST,
-            ),
+            "transport_url": self._url(self.VHOST),
             "external": False,
             "pid": self.processes["beam.smp"]["pid"],
             "epmd_pid": self.processes["epmd"]["pid"],

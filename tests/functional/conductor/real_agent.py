@@ -10,8 +10,6 @@ qcow2 ``disk`` over a ``_base`` file, or an RBD ``<uuid>_disk`` image.
 import dataclasses
 import datetime
 import pathlib
-import subprocess
-import urllib.parse
 import uuid
 
 import pytest
@@ -29,24 +27,6 @@ from tests.functional.compute import rbd_helpers
 
 CONF = sm_conf.CONF
 PROJECT = "project-conductor"
-RABBITMQCTL = "/usr/lib/rabbitmq/bin/rabbitmqctl"
-
-
-def _rabbitmqctl(rabbitmq, *args):
-    return subprocess.run(
-        [RABBITMQCTL, "-q", *args],
-        env={
-            # Where the node's Erlang cookie is, and how to find it.
-            "HOME": str(rabbitmq.dir),
-            "RABBITMQ_NODENAME": "rabbit@localhost",
-            "ERL_EPMD_PORT": str(rabbitmq.state["ports"]["epmd"]),
-            "RABBITMQ_CONF_ENV_FILE": str(rabbitmq.dir / "rabbitmq-env.conf"),
-        },
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -66,21 +46,9 @@ def private_bus(snapmanager_env, rabbitmq):
         return
     broker = testenv.RabbitMQ(testenv.env_dir())
     vhost = f"snapmanager-test-{uuid.uuid4().hex[:8]}"
-    _rabbitmqctl(broker, "add_vhost", vhost)
     shared_url = snapmanager_env.transport_url
     try:
-        _rabbitmqctl(
-            broker,
-            "set_permissions",
-            "-p",
-            vhost,
-            broker.USER,
-            ".*",
-            ".*",
-            ".*",
-        )
-        url = urllib.parse.urlsplit(shared_url)
-        private_url = urllib.parse.urlunsplit(url._replace(path="/" + vhost))
+        private_url = broker.vhost_url(vhost)
         snapmanager_env.transport_url = private_url
         CONF.set_override("transport_url", private_url)
         rpc.cleanup()
@@ -90,7 +58,7 @@ def private_bus(snapmanager_env, rabbitmq):
         rpc.cleanup()
         snapmanager_env.transport_url = shared_url
         CONF.set_override("transport_url", shared_url)
-        _rabbitmqctl(broker, "delete_vhost", vhost)
+        broker.delete_vhost(vhost)
 
 
 @dataclasses.dataclass
