@@ -1,6 +1,7 @@
 """What the end-to-end tests of both disk modes share."""
 
 import contextlib
+import hashlib
 import uuid
 import xml.etree.ElementTree as ET
 
@@ -102,6 +103,40 @@ def root_disk(xml):
     disks = xml.findall("devices/disk[@device='disk']")
     assert len(disks) == 1, "expected one disk, got %d" % len(disks)
     return disks[0]
+
+
+def nova_base_path(cloud):
+    """Nova's cached copy of the image: instances/_base, named after the
+    SHA-1 of the image ID (converted to raw)."""
+    digest = hashlib.sha1(cloud.image_id.encode()).hexdigest()
+    return str(cloud.instances_path / "_base" / digest)
+
+
+def check_disk_is_qcow2_over_base(cloud, server_id):
+    """The domain's disk is Nova's file-backed one: instances/<uuid>/disk,
+    qcow2 over the raw _base file."""
+    disk = root_disk(domain_xml(cloud, server_id))
+    assert disk.get("type") == "file"
+    assert disk.find("driver").get("type") == "qcow2"
+    path = cloud.instances_path / server_id / "disk"
+    assert disk.find("source").get("file") == str(path)
+    assert path.is_file()
+    backing = disk.find("backingStore")
+    assert backing.find("format").get("type") == "raw"
+    assert backing.find("source").get("file") == nova_base_path(cloud)
+
+
+def check_disk_is_rbd_image(cloud, server_id):
+    """The domain's disk is Nova's RBD image <pool>/<uuid>_disk, with the
+    cloud's libvirt secret."""
+    disk = root_disk(domain_xml(cloud, server_id))
+    assert disk.get("type") == "network"
+    source = disk.find("source")
+    assert source.get("protocol") == "rbd"
+    assert source.get("name") == "%s/%s_disk" % (cloud.ceph["pool"], server_id)
+    secret = disk.find("auth/secret")
+    assert secret.get("type") == "ceph"
+    assert secret.get("uuid") == cloud.ceph["secret_uuid"]
 
 
 def check_admin_sees_host(cloud, server):

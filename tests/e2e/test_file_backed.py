@@ -9,8 +9,6 @@ the notification bus. As `other`, it does not exist.
 The tests of this module run in order on one server.
 """
 
-import hashlib
-
 import pytest
 
 from tests.e2e import helpers
@@ -40,20 +38,7 @@ def test_domain_carries_nova_metadata(minicloud, server):
 
 
 def test_disk_is_qcow2_over_base(minicloud, server):
-    disk = helpers.root_disk(helpers.domain_xml(minicloud, server.id))
-    assert disk.get("type") == "file"
-    assert disk.find("driver").get("type") == "qcow2"
-    path = minicloud.instances_path / server.id / "disk"
-    assert disk.find("source").get("file") == str(path)
-    assert path.is_file()
-    # Nova names the cached image after the SHA-1 of the image ID and
-    # converts it to raw.
-    base = minicloud.instances_path / "_base"
-    backing = disk.find("backingStore")
-    assert backing.find("format").get("type") == "raw"
-    assert backing.find("source").get("file") == str(
-        base / hashlib.sha1(minicloud.image_id.encode()).hexdigest()
-    )
+    helpers.check_disk_is_qcow2_over_base(minicloud, server.id)
 
 
 def test_other_project_cannot_see_the_server(minicloud, server):

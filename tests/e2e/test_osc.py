@@ -21,11 +21,6 @@ def server(snapmanager_cloud):
     return snapmanager_cloud.create_server(USER, "osc")
 
 
-def run_json(cloud, user, *args, **kwargs):
-    result = cloud.cli(user, *args, "-f", "json", **kwargs)
-    return json.loads(result.stdout)
-
-
 def refused(cloud, user, *args):
     """Run a command that must fail; its stderr."""
     result = cloud.cli(user, *args, check=False)
@@ -49,8 +44,8 @@ def test_policy_by_server_name(snapmanager_cloud, server):
         "7",
         server.name,
     )
-    shown = run_json(
-        cloud, USER, "server", "snapshot-policy", "show", server.name
+    shown = cloud.cli_json(
+        USER, "server", "snapshot-policy", "show", server.name
     )
     assert shown["server_id"] == server.id
     assert shown["keep_after_delete"] is False
@@ -86,8 +81,8 @@ def test_policy_by_server_name(snapmanager_cloud, server):
         "--keep-after-delete",
         server.name,
     )
-    shown = run_json(
-        cloud, USER, "server", "snapshot-policy", "show", server.name
+    shown = cloud.cli_json(
+        USER, "server", "snapshot-policy", "show", server.name
     )
     assert shown["keep_after_delete"] is True
     schedules = {s["spec"]: s for s in shown["schedules"]}
@@ -104,9 +99,7 @@ def test_policy_by_server_name(snapmanager_cloud, server):
     assert "every@6h UTC, max_age=2d, disabled" in table
 
     # demo's reader reads it, and may not change it.
-    listed = run_json(
-        cloud, "demo-reader", "server", "snapshot-policy", "list"
-    )
+    listed = cloud.cli_json("demo-reader", "server", "snapshot-policy", "list")
     (row,) = [r for r in listed if r["Server ID"] == server.id]
     assert len(row["Schedules"]) == 2
     assert row["Keep After Delete"] is True
@@ -123,8 +116,8 @@ def test_policy_by_server_name(snapmanager_cloud, server):
         "every@6h",
         server.name,
     )
-    shown = run_json(
-        cloud, USER, "server", "snapshot-policy", "show", server.name
+    shown = cloud.cli_json(
+        USER, "server", "snapshot-policy", "show", server.name
     )
     assert [s["spec"] for s in shown["schedules"]] == ["daily@02:00"]
     assert shown["keep_after_delete"] is True
@@ -134,7 +127,7 @@ def test_policy_by_server_name(snapmanager_cloud, server):
         cloud, USER, "server", "snapshot-policy", "show", server.name
     )
     assert f"Server {server.id} has no snapshot policy." in error
-    listed = run_json(cloud, USER, "server", "snapshot-policy", "list")
+    listed = cloud.cli_json(USER, "server", "snapshot-policy", "list")
     assert server.id not in [r["Server ID"] for r in listed]
 
 
@@ -144,7 +137,7 @@ def test_bad_input_names_the_field_and_writes_nothing(
     cloud = snapmanager_cloud
     policy = ("server", "snapshot-policy")
     cloud.cli(USER, *policy, "set", "--weekly", "sun@03:00", server.name)
-    before = run_json(cloud, USER, *policy, "show", server.name)
+    before = cloud.cli_json(USER, *policy, "show", server.name)
 
     error = refused(
         cloud, USER, *policy, "set", "--daily", "25:00", server.name
@@ -183,7 +176,7 @@ def test_bad_input_names_the_field_and_writes_nothing(
     error = refused(cloud, USER, *policy, "set", "--keep", "3", server.name)
     assert "--keep: needs a schedule" in error
 
-    assert run_json(cloud, USER, *policy, "show", server.name) == before
+    assert cloud.cli_json(USER, *policy, "show", server.name) == before
     cloud.cli(USER, *policy, "unset", server.name)
 
 
@@ -218,7 +211,7 @@ def test_snapshot_create_list_restore_delete(snapmanager_cloud, server):
         ("succeeded 100% (done)", "succeeded 100% (available)")
     )
 
-    listed = run_json(cloud, USER, *snapshot, "list", server.name)
+    listed = cloud.cli_json(USER, *snapshot, "list", server.name)
     assert {"ID": created["id"], "Status": "available"}.items() <= next(
         row for row in listed if row["ID"] == created["id"]
     ).items()
@@ -239,8 +232,7 @@ def test_snapshot_create_list_restore_delete(snapmanager_cloud, server):
         cloud, "other", *snapshot, "delete", created["id"]
     )
 
-    restored = run_json(
-        cloud,
+    restored = cloud.cli_json(
         USER,
         *snapshot,
         "restore",
@@ -257,10 +249,10 @@ def test_snapshot_create_list_restore_delete(snapmanager_cloud, server):
     assert after.is_locked is False
 
     cloud.cli(USER, *snapshot, "delete", created["id"], "--wait")
-    listed = run_json(cloud, USER, *snapshot, "list", server.name)
+    listed = cloud.cli_json(USER, *snapshot, "list", server.name)
     assert created["id"] not in [row["ID"] for row in listed]
-    deleted = run_json(
-        cloud, USER, *snapshot, "list", server.name, "--status", "deleted"
+    deleted = cloud.cli_json(
+        USER, *snapshot, "list", server.name, "--status", "deleted"
     )
     assert created["id"] in [row["ID"] for row in deleted]
 
@@ -282,7 +274,7 @@ def test_project_default(snapmanager_cloud):
     )
     cloud.cli(USER, *default, "set", "--add", "--every", "12h", "--disable")
 
-    shown = run_json(cloud, USER, *default, "show")
+    shown = cloud.cli_json(USER, *default, "show")
     assert shown["project_id"] == project_id
     assert [
         (s["spec"], s["retention"], s["enabled"]) for s in shown["schedules"]
@@ -291,13 +283,13 @@ def test_project_default(snapmanager_cloud):
         ("every@12h", {}, False),
     ]
     # An admin names the project; another project may not read it.
-    assert run_json(cloud, "admin", *default, "show", "--project", "demo") == (
+    assert cloud.cli_json("admin", *default, "show", "--project", "demo") == (
         shown
     )
     refused(cloud, "other", *default, "show", "--project", project_id)
 
     cloud.cli(USER, *default, "unset", "--schedule", "every@12h")
-    shown = run_json(cloud, USER, *default, "show")
+    shown = cloud.cli_json(USER, *default, "show")
     assert [s["spec"] for s in shown["schedules"]] == ["weekly@sun@03:00"]
     cloud.cli(USER, *default, "unset")
     error = refused(cloud, USER, *default, "show")

@@ -39,15 +39,7 @@ def test_domain_carries_nova_metadata(minicloud_rbd, server):
 
 
 def test_disk_is_an_rbd_image(minicloud_rbd, server, ceph_client):
-    ceph = minicloud_rbd.ceph
-    disk = helpers.root_disk(helpers.domain_xml(minicloud_rbd, server.id))
-    assert disk.get("type") == "network"
-    source = disk.find("source")
-    assert source.get("protocol") == "rbd"
-    assert source.get("name") == "%s/%s_disk" % (ceph["pool"], server.id)
-    secret = disk.find("auth/secret")
-    assert secret.get("type") == "ceph"
-    assert secret.get("uuid") == ceph["secret_uuid"]
+    helpers.check_disk_is_rbd_image(minicloud_rbd, server.id)
     assert "%s_disk" % server.id in _rbd_images(ceph_client)
     # Nothing of the disk on the host's file system.
     assert not (minicloud_rbd.instances_path / server.id / "disk").exists()
