@@ -16,19 +16,26 @@ from oslo_config import cfg
 GROUP_NAME = "nova"
 DEFAULT_SERVICE_TYPE = "compute"
 
-nova_group = cfg.OptGroup(
-    GROUP_NAME,
-    title="Nova API options",
-    help="How snapmanager-api and snapmanager-conductor reach Nova's "
-    "compute API to look up servers' project, host and status, and to "
-    "lock, stop and start a server being restored. The credentials are "
-    "Snapmanager's service user; it needs a role that Nova's policy "
-    "allows to see every project's servers and their "
-    "`OS-EXT-SRV-ATTR:host` and to lock, stop and start them (admin by "
-    "default). Set `auth_type` and that keystoneauth plugin's options "
-    "here, e.g. for `password`: auth_url, username, password, "
-    "user_domain_name, project_name, project_domain_name.",
-)
+
+def _group():
+    # A new group object for every ConfigOpts: oslo.config keeps a
+    # group's options in the group object, and keystoneauth adds the
+    # chosen auth plugin's options when it loads the plugin. Shared, one
+    # ConfigOpts' plugin options (auth_url, required) would show up in
+    # every other, the process's global CONF included.
+    return cfg.OptGroup(
+        GROUP_NAME,
+        title="Nova API options",
+        help="How snapmanager-api and snapmanager-conductor reach Nova's "
+        "compute API to look up servers' project, host and status, and to "
+        "lock, stop and start a server being restored. The credentials are "
+        "Snapmanager's service user; it needs a role that Nova's policy "
+        "allows to see every project's servers and their "
+        "`OS-EXT-SRV-ATTR:host` and to lock, stop and start them (admin by "
+        "default). Set `auth_type` and that keystoneauth plugin's options "
+        "here, e.g. for `password`: auth_url, username, password, "
+        "user_domain_name, project_name, project_domain_name.",
+    )
 
 
 notification_opts = [
@@ -67,6 +74,7 @@ def _adapter_opts():
 
 
 def register_opts(conf):
+    nova_group = _group()
     conf.register_group(nova_group)
     ks_loading.register_session_conf_options(conf, GROUP_NAME)
     ks_loading.register_auth_conf_options(conf, GROUP_NAME)
@@ -80,7 +88,7 @@ def list_opts():
     # plugin that is only the deployment knows (the group's help names
     # the usual ones).
     return {
-        nova_group: (
+        _group(): (
             ks_loading.get_session_conf_options()
             + ks_loading.get_auth_common_conf_options()
             + _adapter_opts()

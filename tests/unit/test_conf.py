@@ -46,3 +46,28 @@ def test_every_listed_option_is_registered():
             section = conf if name == "DEFAULT" else conf[name]
             # Reading raises NoSuchOptError for an unregistered option.
             section[opt.dest]
+
+
+def test_auth_plugin_options_stay_in_their_own_config(tmp_path):
+    # keystoneauth registers the chosen plugin's options (auth_url is
+    # required) when it loads it: they must not leak into another
+    # ConfigOpts, the process's global CONF above all.
+    from keystoneauth1 import loading as ks_loading
+    from oslo_config import cfg
+
+    from snapmanager_nova.conf import nova as nova_conf
+
+    path = tmp_path / "nova.conf"
+    path.write_text(
+        "[nova]\nauth_type = password\nauth_url = http://keystone\n"
+    )
+    loaded = cfg.ConfigOpts()
+    nova_conf.register_opts(loaded)
+    loaded(["--config-file", str(path)], project="snapmanager")
+    ks_loading.load_auth_from_conf_options(loaded, "nova")
+    assert "auth_url" in loaded.nova
+
+    other = cfg.ConfigOpts()
+    nova_conf.register_opts(other)
+    other([], project="snapmanager", default_config_files=[])
+    assert "auth_url" not in other.nova
