@@ -375,30 +375,30 @@ class RestoreOrchestrator:
         """
         error = str(error)[:_MAX_ERROR]
         expected = operation.step if step is None else step.name
-        if not db_api.operation_update_step(
+        # Nova's lock says why first: whoever sees the operation failed
+        # (a client's --wait) then finds the reason on the server too.
+        if step is not LOCK and step is not None:
+            try:
+                nova.lock_server(
+                    self.compute.get(),
+                    operation.instance_uuid,
+                    failed_lock_reason(operation, error),
+                )
+            except (sdk_exc.SDKException, ks_exc.ClientException) as exc:
+                LOG.error(
+                    "Restore %s: cannot record the failure in the lock of "
+                    "server %s: %s",
+                    operation.id,
+                    operation.instance_uuid,
+                    exc,
+                )
+        if db_api.operation_update_step(
             context,
             operation.id,
             expected,
             {"state": models.OPERATION_FAILED, "error": error},
         ):
-            return
-        LOG.error("Restore %s failed at %s: %s", operation.id, step, error)
-        if step is LOCK or step is None:
-            return
-        try:
-            nova.lock_server(
-                self.compute.get(),
-                operation.instance_uuid,
-                failed_lock_reason(operation, error),
-            )
-        except (sdk_exc.SDKException, ks_exc.ClientException) as exc:
-            LOG.error(
-                "Restore %s: cannot record the failure in the lock of "
-                "server %s: %s",
-                operation.id,
-                operation.instance_uuid,
-                exc,
-            )
+            LOG.error("Restore %s failed at %s: %s", operation.id, step, error)
 
     # The agent's reports (from the conductor's RPC endpoint)
 
