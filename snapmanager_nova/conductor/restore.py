@@ -384,7 +384,13 @@ class RestoreOrchestrator:
                     operation.instance_uuid,
                     failed_lock_reason(operation, error),
                 )
-            except (sdk_exc.SDKException, ks_exc.ClientException) as exc:
+            except (
+                sdk_exc.SDKException,
+                ks_exc.ClientException,
+                # Nova not configured or unreachable: the operation must
+                # still be recorded as failed.
+                exception.SnapmanagerException,
+            ) as exc:
                 LOG.error(
                     "Restore %s: cannot record the failure in the lock of "
                     "server %s: %s",

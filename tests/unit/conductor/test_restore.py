@@ -11,6 +11,7 @@ import uuid
 
 import pytest
 
+import snapmanager_nova.nova
 from snapmanager_nova import conf as sm_conf
 from snapmanager_nova.conductor import restore
 from snapmanager_nova.conductor import server_state
@@ -235,6 +236,23 @@ def test_agent_failure_leaves_the_server_stopped_and_locked(ctx, nova):
         server.locked_reason
     )
     assert ("start",) not in nova.calls
+
+
+def test_a_failure_is_recorded_when_nova_cannot_be_reached(ctx, nova):
+    op = restore_request(ctx, nova)
+    conductor = orchestrator(nova)
+    conductor.poll(ctx)
+
+    def unreachable():
+        raise snapmanager_nova.nova.NovaNotConfigured()
+
+    # Nova goes away while the agent works: the lock cannot say why, the
+    # operation still must.
+    conductor.compute.get = unreachable
+    conductor.agent_finished(ctx, op.id, "rollback refused")
+    row = db_api.operation_get(ctx, op.id)
+    assert row.state == "failed"
+    assert "rollback refused" in row.error
 
 
 def test_someone_elses_lock_is_left_alone(ctx, nova):
