@@ -1183,16 +1183,21 @@ secret.setValue(base64.b64decode(key))
         shutil.rmtree(self.layout.root, ignore_errors=True)
         self._say("removed %s" % self.layout.root)
 
-    def status(self):
-        state = self._load_state()
+    def _processes_status(self, state, names):
+        """Whether each of `names` runs, its PID and its log."""
         processes = {}
-        for name in SERVICES:
+        for name in names:
             record = state.get("processes", {}).get(name)
             processes[name] = {
                 "running": self._alive(record),
                 "pid": record["pid"] if record else None,
                 "log": str(self.log_path(name)),
             }
+        return processes
+
+    def status(self):
+        state = self._load_state()
+        processes = self._processes_status(state, SERVICES)
         return {
             "dir": str(self.layout.root),
             "mode": state.get("mode"),

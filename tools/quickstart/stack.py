@@ -472,14 +472,7 @@ class Stack(minicloud.cloud.MiniCloud):
 
     def status(self):
         state = self._load_state()
-        processes = {}
-        for name in SERVICES:
-            record = state.get("processes", {}).get(name)
-            processes[name] = {
-                "running": self._alive(record),
-                "pid": record["pid"] if record else None,
-                "log": str(self.log_path(name)),
-            }
+        processes = self._processes_status(state, SERVICES)
         return {
             "dir": str(self.layout.root),
             "api_url": API_URL,
