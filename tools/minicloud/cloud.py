@@ -131,16 +131,10 @@ def _proc_start_time(pid):
     Comparing it with the recorded value tells our process from an
     unrelated one that got the same PID later.
     """
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            stat = f.read()
-    except OSError:
+    stat = MiniCloud._testenv()._proc_stat(pid)
+    if stat is None or stat[0] in ("Z", "X"):
         return None
-    # The command name may contain spaces and parentheses: split after it.
-    fields = stat.rsplit(")", 1)[1].split()
-    if fields[0] in ("Z", "X"):
-        return None
-    return int(fields[19])
+    return stat[1]
 
 
 class MiniCloud:
@@ -1161,14 +1155,19 @@ secret.setValue(base64.b64decode(key))
         ):
             shutil.rmtree(path, ignore_errors=True)
 
-    def down(self, purge=False):
-        """Stop what `up` started; with `purge`, remove everything."""
+    def _stop_services(self, names):
+        """Stop `names` (in reverse order) and say which ran; the state."""
         self._t0 = time.monotonic()
         state = self._load_state()
         state.setdefault("processes", {})
         running = self._running(state)
-        self._stop(state, list(reversed(SERVICES)))
+        self._stop(state, list(reversed(names)))
         self._say("stopped %s" % (", ".join(sorted(running)) or "nothing"))
+        return state
+
+    def down(self, purge=False):
+        """Stop what `up` started; with `purge`, remove everything."""
+        state = self._stop_services(SERVICES)
         if not purge:
             return
         env = state.get("foundation", {})

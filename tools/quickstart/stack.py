@@ -453,12 +453,7 @@ class Stack(minicloud.cloud.MiniCloud):
     def down(self, purge=False):
         """Stop the services; with `purge`, drop the database and remove
         the directory too."""
-        self._t0 = time.monotonic()
-        state = self._load_state()
-        state.setdefault("processes", {})
-        running = self._running(state)
-        self._stop(state, list(reversed(SERVICES)))
-        self._say("stopped %s" % (", ".join(sorted(running)) or "nothing"))
+        self._stop_services(SERVICES)
         if not purge:
             return
         if self._env_path.exists() and (VENV / "bin" / "python").exists():
