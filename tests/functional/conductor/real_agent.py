@@ -205,3 +205,51 @@ def utc(*args):
 
 # Re-exported for the RBD-backed cases.
 rbd = rbd_helpers
+
+
+@pytest.fixture(scope="module", params=["file", "rbd"])
+def agent_host(
+    request, private_bus, snapmanager_env, tmp_path_factory, libvirt_env
+):
+    """An agent per backend (see AgentHost.start_agent); modules that
+    use it import it with ``instance`` and ``private_bus``."""
+    ceph = request.getfixturevalue("ceph") if request.param == "rbd" else None
+    host = start(snapmanager_env, tmp_path_factory, libvirt_env, ceph=ceph)
+    host.start_agent(request.param)
+    return host
+
+
+@pytest.fixture
+def instance(request, agent_host, libvirt_conn, domain_name):
+    """(uuid, backend, gone(index)): a Nova-like instance on the agent's
+    host, and how to tell that a snapshot left its storage."""
+    backend = agent_host.backend
+    if backend == "file":
+        uuid = file_instance(agent_host, libvirt_conn, domain_name)
+
+        def gone(index):
+            return not agent_host.store_dir(uuid, index).exists()
+
+        agent_host.record(uuid, backend)
+        yield uuid, backend, gone
+        return
+    ceph = request.getfixturevalue("ceph")
+    ceph_client = request.getfixturevalue("ceph_client")
+    layout = rbd.make_layout(
+        ceph_client,
+        ceph,
+        request.getfixturevalue("ceph_secret"),
+        domain_name,
+    )
+
+    def gone(index):
+        return f"snapmanager-{index}" not in rbd.snapshots(
+            ceph_client, layout.image()
+        )
+
+    try:
+        with rbd.defined(libvirt_conn, layout):
+            agent_host.record(layout.uuid, backend)
+            yield layout.uuid, backend, gone
+    finally:
+        rbd.remove_everything(ceph_client, layout.uuid)

@@ -11,8 +11,6 @@ agent ever worked on.
 import datetime
 import uuid as uuid_lib
 
-import pytest
-
 from snapmanager_nova import conf as sm_conf
 from snapmanager_nova.compute import guest
 from snapmanager_nova.conductor import reconcile
@@ -26,60 +24,10 @@ CONF = sm_conf.CONF
 ceph_secret = real_agent.rbd.ceph_secret
 
 
+# The module's agents, one per backend, and an instance on each.
 private_bus = real_agent.private_bus
-
-
-@pytest.fixture(scope="module", params=["file", "rbd"])
-def agent_host(
-    request, private_bus, snapmanager_env, tmp_path_factory, libvirt_env
-):
-    """An agent per backend (see real_agent.AgentHost.start_agent)."""
-    ceph = request.getfixturevalue("ceph") if request.param == "rbd" else None
-    host = real_agent.start(
-        snapmanager_env, tmp_path_factory, libvirt_env, ceph=ceph
-    )
-    host.start_agent(request.param)
-    return host
-
-
-@pytest.fixture
-def instance(request, agent_host, libvirt_conn, domain_name):
-    """(uuid, backend, gone(index)), as in test_retention."""
-    backend = agent_host.backend
-    if backend == "file":
-        uuid = real_agent.file_instance(agent_host, libvirt_conn, domain_name)
-        agent_host.record(uuid, backend)
-        yield (
-            uuid,
-            backend,
-            (lambda index: not agent_host.store_dir(uuid, index).exists()),
-        )
-        return
-    ceph = request.getfixturevalue("ceph")
-    ceph_client = request.getfixturevalue("ceph_client")
-    layout = real_agent.rbd.make_layout(
-        ceph_client,
-        ceph,
-        request.getfixturevalue("ceph_secret"),
-        domain_name,
-    )
-    try:
-        with real_agent.rbd.defined(libvirt_conn, layout):
-            agent_host.record(layout.uuid, backend)
-            yield (
-                layout.uuid,
-                backend,
-                (
-                    lambda index: (
-                        f"snapmanager-{index}"
-                        not in real_agent.rbd.snapshots(
-                            ceph_client, layout.image()
-                        )
-                    )
-                ),
-            )
-    finally:
-        real_agent.rbd.remove_everything(ceph_client, layout.uuid)
+agent_host = real_agent.agent_host
+instance = real_agent.instance
 
 
 def new_row(ctx, uuid, backend, schedule=None):

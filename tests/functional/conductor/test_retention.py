@@ -10,8 +10,6 @@ own clock, on real time, never finds them due.
 
 import datetime
 
-import pytest
-
 from snapmanager_nova.compute import rpcapi as compute_rpcapi
 from snapmanager_nova.conductor import clock as clock_mod
 from snapmanager_nova.conductor import retention
@@ -25,56 +23,10 @@ ceph_secret = real_agent.rbd.ceph_secret
 WINDOWS = [utc(2030, 1, day, 2, 0) for day in (1, 2, 3)]
 
 
+# The module's agents, one per backend, and an instance on each.
 private_bus = real_agent.private_bus
-
-
-@pytest.fixture(scope="module", params=["file", "rbd"])
-def agent_host(
-    request, private_bus, snapmanager_env, tmp_path_factory, libvirt_env
-):
-    """An agent per backend (see real_agent.AgentHost.start_agent)."""
-    ceph = request.getfixturevalue("ceph") if request.param == "rbd" else None
-    host = real_agent.start(
-        snapmanager_env, tmp_path_factory, libvirt_env, ceph=ceph
-    )
-    host.start_agent(request.param)
-    return host
-
-
-@pytest.fixture
-def instance(request, agent_host, libvirt_conn, domain_name):
-    """(uuid, backend, gone(index)): a Nova-like instance on the agent's
-    host, and how to tell that a snapshot left its storage."""
-    backend = agent_host.backend
-    if backend == "file":
-        uuid = real_agent.file_instance(agent_host, libvirt_conn, domain_name)
-
-        def gone(index):
-            return not agent_host.store_dir(uuid, index).exists()
-
-        agent_host.record(uuid, backend)
-        yield uuid, backend, gone
-        return
-    ceph = request.getfixturevalue("ceph")
-    ceph_client = request.getfixturevalue("ceph_client")
-    layout = real_agent.rbd.make_layout(
-        ceph_client,
-        ceph,
-        request.getfixturevalue("ceph_secret"),
-        domain_name,
-    )
-
-    def gone(index):
-        return f"snapmanager-{index}" not in real_agent.rbd.snapshots(
-            ceph_client, layout.image()
-        )
-
-    try:
-        with real_agent.rbd.defined(libvirt_conn, layout):
-            agent_host.record(layout.uuid, backend)
-            yield layout.uuid, backend, gone
-    finally:
-        real_agent.rbd.remove_everything(ceph_client, layout.uuid)
+agent_host = real_agent.agent_host
+instance = real_agent.instance
 
 
 def take(agent_host, window):
