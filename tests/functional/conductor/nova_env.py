@@ -19,6 +19,7 @@ from snapmanager_nova import nova
 from snapmanager_nova import rpc
 from snapmanager_nova.conf import conductor as conductor_conf
 from snapmanager_nova.conf import nova as nova_conf
+from snapmanager_nova.db import api as db_api
 
 CONF = sm_conf.CONF
 
@@ -43,6 +44,24 @@ def nova_config(cloud, directory):
     conductor_conf.register_opts(conf)
     conf(["--config-file", str(path)], project="snapmanager")
     return conf
+
+
+def known_server(ctx, server, project_id, host):
+    """Record ``server`` as Snapmanager knows it (as a policy would) with
+    one available file-backed snapshot; return the snapshot."""
+    db_api.instance_create_or_update(
+        ctx, server.id, {"project_id": project_id, "host": host}
+    )
+    index = db_api.instance_allocate_snapshot_index(ctx, server.id)
+    snapshot = db_api.snapshot_create(
+        ctx, {"instance_uuid": server.id, "snapshot_index": index}
+    )
+    return db_api.snapshot_update_status(
+        ctx,
+        snapshot.id,
+        "available",
+        disks=[{"target": "vda", "path": f"/store/{server.id}/{index}"}],
+    )
 
 
 def lazy_compute(cloud, directory):

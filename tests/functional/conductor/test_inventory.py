@@ -70,19 +70,7 @@ def test_sync_follows_a_servers_life(minicloud, compute, server):
     ctx = sm_context.get_admin_context()
     demo = minicloud.connect("demo")
     # Known to Snapmanager (a policy was set), with a stale record.
-    db_api.instance_create_or_update(
-        ctx, server.id, {"project_id": "stale", "host": "stale-host"}
-    )
-    index = db_api.instance_allocate_snapshot_index(ctx, server.id)
-    snapshot = db_api.snapshot_create(
-        ctx, {"instance_uuid": server.id, "snapshot_index": index}
-    )
-    db_api.snapshot_update_status(
-        ctx,
-        snapshot.id,
-        "available",
-        disks=[{"target": "vda", "path": "/store/x/1/vda"}],
-    )
+    snapshot = nova_env.known_server(ctx, server, "stale", "stale-host")
     agents = RecordingAgents()
     listings = ListingRecorder(compute)
     sync = inventory.InventorySync(listings, inventory.InstanceCleanup(agents))

@@ -99,20 +99,8 @@ def test_notifications_follow_lock_and_delete(
 ):
     ctx = sm_context.get_admin_context()
     demo = minicloud.connect("demo")
-    db_api.instance_create_or_update(
-        ctx,
-        server.id,
-        {"project_id": minicloud.projects["demo"], "host": minicloud.host},
-    )
-    index = db_api.instance_allocate_snapshot_index(ctx, server.id)
-    snapshot = db_api.snapshot_create(
-        ctx, {"instance_uuid": server.id, "snapshot_index": index}
-    )
-    db_api.snapshot_update_status(
-        ctx,
-        snapshot.id,
-        "available",
-        disks=[{"target": "vda", "path": "/store/x/1/vda"}],
+    snapshot = nova_env.known_server(
+        ctx, server, minicloud.projects["demo"], minicloud.host
     )
 
     # Between syncs, the row follows Nova's notifications.

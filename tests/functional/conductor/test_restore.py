@@ -96,20 +96,8 @@ def server(minicloud):
 
 
 def request_restore(ctx, minicloud, server):
-    db_api.instance_create_or_update(
-        ctx,
-        server.id,
-        {"project_id": minicloud.projects["demo"], "host": minicloud.host},
-    )
-    index = db_api.instance_allocate_snapshot_index(ctx, server.id)
-    snapshot = db_api.snapshot_create(
-        ctx, {"instance_uuid": server.id, "snapshot_index": index}
-    )
-    db_api.snapshot_update_status(
-        ctx,
-        snapshot.id,
-        "available",
-        disks=[{"target": "vda", "path": f"/store/{server.id}/{index}"}],
+    snapshot = nova_env.known_server(
+        ctx, server, minicloud.projects["demo"], minicloud.host
     )
     return db_api.operation_create(
         ctx,
