@@ -181,6 +181,27 @@ def _conditional_update(session, model, key, where, values):
     return result.rowcount == 1
 
 
+def _claim(session, model, stmt, values):
+    """Take the rows ``stmt`` selects for this caller alone.
+
+    ``SELECT ... FOR UPDATE SKIP LOCKED`` passes over rows another
+    conductor holds, and the rows taken are marked with ``values`` in the
+    same transaction, so no other conductor takes them after it commits.
+    Returns them as marked.
+    """
+    claimed = list(
+        session.execute(stmt.with_for_update(skip_locked=True)).scalars()
+    )
+    if claimed:
+        session.execute(
+            sa.update(model)
+            .where(model.id.in_([row.id for row in claimed]))
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+    return [_get(session, model, row.id) for row in claimed]
+
+
 def _paginate(session, stmt, model, limit, marker, sort_dir):
     """Keyset pagination on (created_at, id): stable under inserts."""
     _check_choice("sort_dir", sort_dir, ("asc", "desc"))
@@ -981,19 +1002,10 @@ def operation_claim_restores(
         )
         .order_by(operation.created_at, operation.id)
         .limit(limit)
-        .with_for_update(skip_locked=True)
     )
-    claimed = list(context.session.execute(stmt).scalars())
-    if claimed:
-        context.session.execute(
-            sa.update(operation)
-            .where(operation.id.in_([row.id for row in claimed]))
-            # updated_at is left alone: it says when the restore last
-            # moved, which is what its timeouts measure.
-            .values(conductor_host=host)
-            .execution_options(synchronize_session=False)
-        )
-    return [_get(context.session, operation, row.id) for row in claimed]
+    # updated_at is left alone: it says when the restore last moved,
+    # which is what its timeouts measure.
+    return _claim(context.session, operation, stmt, {"conductor_host": host})
 
 
 @context_manager.writer
@@ -1107,17 +1119,13 @@ def snapshot_claim_retries(context, now, limit):
         )
         .order_by(snapshot.next_attempt_at, snapshot.id)
         .limit(limit)
-        .with_for_update(skip_locked=True)
     )
-    claimed = list(context.session.execute(stmt).scalars())
-    if claimed:
-        context.session.execute(
-            sa.update(snapshot)
-            .where(snapshot.id.in_([row.id for row in claimed]))
-            .values(next_attempt_at=None, updated_at=models.utcnow())
-            .execution_options(synchronize_session=False)
-        )
-    return [_get(context.session, snapshot, row.id) for row in claimed]
+    return _claim(
+        context.session,
+        snapshot,
+        stmt,
+        {"next_attempt_at": None, "updated_at": models.utcnow()},
+    )
 
 
 @context_manager.writer
