@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The one test command: on a fresh Debian bookworm machine it installs what
+# The one test command: on a fresh Debian 12 or 13 machine it installs what
 # the tests need (Debian packages, the venv), checks style, and runs the
 # whole suite. Real components (MariaDB, RabbitMQ, libvirt/QEMU, Ceph, the
 # mini-cloud) are started by the test fixtures on first use and stopped at

@@ -34,26 +34,11 @@ from . import rest
 
 TOP = pathlib.Path(__file__).resolve().parents[2]
 TESTENV = TOP / "tools" / "testenv"
-PYTHON = os.environ.get("PYTHON", "python3.11")
-
-# The mini-cloud's own venv. Changing this list makes the next `up`
-# update the venv.
-REQUIREMENTS = (
-    "keystone==30.0.0",
-    "openstack-placement==16.0.0",
-    "glance==33.0.0",
-    "nova==34.0.0",
-    # nova's own code paths fail on SQLAlchemy 2.1 (noload warnings).
-    "SQLAlchemy>=2.0,<2.1",
-    "uwsgi>=2.0.28,<2.1",
-    "PyMySQL",
-    # Nothing uses these two, but without them stevedore logs import
-    # errors for plugins the services list and never load.
-    "python-memcached",
-    "pyroute2",
-    "libvirt-python",
-    "python-openstackclient",
-)
+# The mini-cloud's own venv: what it installs, and the pins every install
+# path of the project uses. A change to either updates the venv at the
+# next `up`.
+REQUIREMENTS = pathlib.Path(__file__).with_name("requirements.txt")
+CONSTRAINTS = TOP / "upper-constraints.txt"
 
 DATABASES = (
     "minicloud_keystone",
@@ -231,62 +216,54 @@ class MiniCloud:
             "install-packages", ["bash", TESTENV / "install-packages.sh"]
         )
         venv = self.layout.venv
-        want = hashlib.sha1("\n".join(REQUIREMENTS).encode()).hexdigest()
-        stamp = venv / ".minicloud-requirements"
         python = venv / "bin" / "python"
+        interpreter = self._run(
+            "pick-python", [TESTENV / "pick-python.sh"]
+        ).strip()
+        want = hashlib.sha1(
+            REQUIREMENTS.read_bytes()
+            + CONSTRAINTS.read_bytes()
+            + interpreter.encode()
+        ).hexdigest()
+        stamp = venv / ".minicloud-requirements"
         if python.exists() and stamp.exists() and stamp.read_text() == want:
             return
-        # uv installs the services in seconds where pip takes minutes.
-        uv = [shutil.which("uv")]
-        if uv[0] is None:
-            self._run(
-                "pip install uv", [PYTHON, "-m", "pip", "install", "-q", "uv"]
-            )
-            uv = [PYTHON, "-m", "uv"]
+        stamp.unlink(missing_ok=True)
         if not python.exists():
-            self._run("uv venv", [*uv, "venv", "-q", "--python", PYTHON, venv])
+            self._run("venv", [interpreter, "-m", "venv", venv])
+        # uv installs the services in seconds where pip takes minutes; it
+        # is pinned by the constraints like everything else.
+        self._run(
+            "pip install uv",
+            [python, "-m", "pip", "install", "-q", "-c", CONSTRAINTS, "uv"],
+        )
         # Byte-compiling once here saves each of the ten Python processes
         # of every start about three seconds of CPU.
         self._run(
             "uv pip install",
             [
-                *uv,
+                python,
+                "-m",
+                "uv",
                 "pip",
                 "install",
                 "-q",
                 "--compile-bytecode",
                 "--python",
                 python,
-                *REQUIREMENTS,
+                "-c",
+                CONSTRAINTS,
+                "-r",
+                REQUIREMENTS,
             ],
         )
-        self._link_ceph_bindings()
-        stamp.write_text(want)
-
-    def _link_ceph_bindings(self):
         # Ceph's `rados` and `rbd` are not on PyPI: link Debian's builds
         # for the same CPython ABI into the venv, as setup-venv.sh does.
-        site = self._run(
-            "venv site-packages",
-            [
-                self.layout.bin("python"),
-                "-c",
-                "import sysconfig; print(sysconfig.get_paths()['purelib'])",
-            ],
-        ).strip()
-        for module in ("rados", "rbd"):
-            found = sorted(
-                pathlib.Path("/usr/lib/python3/dist-packages").glob(
-                    "%s.cpython-311-*.so" % module
-                )
-            )
-            if not found:
-                raise MiniCloudError(
-                    "Debian's python3-%s for CPython 3.11 is missing" % module
-                )
-            link = pathlib.Path(site) / found[0].name
-            link.unlink(missing_ok=True)
-            link.symlink_to(found[0])
+        self._run(
+            "link Ceph bindings",
+            ["bash", TESTENV / "link-ceph-bindings.sh", python],
+        )
+        stamp.write_text(want)
 
     # -- the foundation: MariaDB, RabbitMQ, libvirt, Ceph ----------------
 

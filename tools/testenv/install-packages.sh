@@ -15,8 +15,10 @@ PACKAGES=(
     qemu-system-x86 qemu-utils
     # QEMU's rbd block driver, for Nova's images_type=rbd in the mini-cloud.
     qemu-block-extra
-    # libvirt-python is built from source against these.
-    libvirt-dev pkg-config
+    # The venvs are made with Debian's Python where no other matches
+    # python3-rbd's ABI; libvirt-python and uwsgi build from source
+    # against these.
+    python3-venv python3-dev gcc libvirt-dev pkg-config
     # Single-node Ceph and its Python bindings (not on PyPI).
     ceph-mon ceph-osd ceph-common python3-rados python3-rbd
     # The mini-cloud's RBD mode: Nova sizes its disk from `ceph df`, which

@@ -7,59 +7,31 @@ the migrations must then come from <prefix>/share/snapmanager.
 """
 
 import os
-import pathlib
-import shutil
-import subprocess
 import sys
 
 import pytest
 
 from snapmanager_nova.db import migration
+from tests.functional.install import source_tree
 
 pytestmark = pytest.mark.functional
 
-SOURCE = pathlib.Path(__file__).resolve().parents[3]
 PYTHON = sys.executable
+UV = str(source_tree.VENV_BIN / "uv")
 
 
 def run(*args, **kwargs):
-    result = subprocess.run(
-        args, capture_output=True, text=True, timeout=300, **kwargs
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    return result.stdout
+    return source_tree.run(*args, timeout=300, **kwargs).stdout
 
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory):
     top = tmp_path_factory.mktemp("wheel")
-    src = top / "src"
-    shutil.copytree(
-        SOURCE,
-        src,
-        ignore=shutil.ignore_patterns(
-            ".git",
-            ".venv",
-            ".testenv",
-            ".ruff_cache",
-            "__pycache__",
-            "*.egg-info",
-            "build",
-            "dist",
-            "*.deb",
-        ),
-    )
-    env = dict(
-        os.environ,
-        # pbr needs a version when there is no git history to read it from.
-        PBR_VERSION="0.1.0",
-        SKIP_GENERATE_AUTHORS="1",
-        SKIP_WRITE_GIT_CHANGELOG="1",
-    )
+    src = source_tree.copy_source(top / "src")
     out = top / "dist"
     # The venv's pbr and setuptools build it: no index needed.
     run(
-        "uv",
+        UV,
         "build",
         "--wheel",
         "--no-build-isolation",
@@ -68,7 +40,7 @@ def wheel(tmp_path_factory):
         "--out-dir",
         str(out),
         str(src),
-        env=env,
+        env=source_tree.BUILD_ENV,
     )
     (built,) = out.glob("snapmanager-*.whl")
     return built
@@ -77,7 +49,7 @@ def wheel(tmp_path_factory):
 def test_db_sync_from_an_installed_wheel(wheel, tmp_path):
     prefix = tmp_path / "prefix"
     run(
-        "uv",
+        UV,
         "pip",
         "install",
         "--no-deps",
