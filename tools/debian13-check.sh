@@ -10,8 +10,9 @@
 #
 # Runs as root. The root lives in $DEBIAN13_ROOT (default
 # .testenv/debian13); bootstrapping it takes a few minutes once, later runs
-# reuse it. The check runs in its own mount and PID namespaces, so nothing
-# it starts outlives it. Default pytest arguments: the unit tests and the
+# reuse it. The check runs in its own mount and PID namespaces (and the
+# tests in their own network namespace), so nothing it starts outlives it
+# or meets the host's test environment. Default pytest arguments: the unit tests and the
 # Ceph functional tests.
 set -euo pipefail
 
@@ -76,7 +77,10 @@ bash tools/testenv/setup-venv.sh
 echo "debian13-check: python $(.venv/bin/python -V 2>&1 | cut -d' ' -f2)," \
     "ceph $(ceph --version | cut -d' ' -f3), librbd bindings" \
     "$(.venv/bin/python -c 'import rbd; print(rbd.__file__)')"
-exec .venv/bin/pytest -p no:cacheprovider "$@"
+# The tests get a network namespace of their own: the components they
+# start take their usual loopback ports without meeting the host's.
+exec unshare --net bash -c 'ip link set lo up && exec "$@"' tests \
+    .venv/bin/pytest -p no:cacheprovider "$@"
 STEPS
 
 exec unshare --mount --pid --fork --propagation private bash -c '
