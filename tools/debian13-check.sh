@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The Debian 13 (trixie) check, runnable on a Debian 12 machine: bootstrap a
-# trixie root with Debian's debootstrap, copy this checkout into it, and
+# trixie root with Debian's debootstrap, clone this checkout into it, and
 # run there exactly what a fresh Debian 13 machine runs: the package
 # install, the pinned venv with its smoke check (Debian 13's Python 3.13,
 # for which its Ceph 18 bindings are built), the unit tests, and the
@@ -59,12 +59,10 @@ for var in SSL_CERT_FILE SSL_CERT_DIR PIP_CERT REQUESTS_CA_BUNDLE; do
     [ -n "${!var:-}" ] && tls_env+=("$var=${!var}")
 done
 
-# A copy of the checkout as git sees it (tracked files and new ones not
-# ignored), so the host's venv and test environment stay out of it.
+# A fresh clone of what is committed, as CI gets it: the host's venv, test
+# environment and uncommitted changes stay out.
 rm -rf "$root/src"
-mkdir -p "$root/src"
-(cd "$top" && git ls-files -co --exclude-standard -z |
-    xargs -0 tar -cf - --ignore-failed-read) | tar -xf - -C "$root/src"
+git clone -q --no-hardlinks "$top" "$root/src"
 
 # The steps run inside, as a fresh Debian 13 machine's CI would.
 cat > "$root/src/.debian13-steps" <<'STEPS'

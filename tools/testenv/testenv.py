@@ -1359,6 +1359,7 @@ class Ceph(Component):
             dir=self.dir,
             keyring=self.keyring,
             objectstore=store,
+            class_dir=_rados_class_dir(),
         )
 
     def _create_mon(self):
@@ -1495,6 +1496,24 @@ def ceph_admin_socket(path, prefix):
         return None
 
 
+def _rados_class_dir():
+    """Where the OSD's object classes (librbd needs cls_rbd) are installed.
+
+    Debian 12's Ceph 16 finds them by default; Debian 13's Ceph 18 looks in
+    a relative `lib/<triplet>/rados-classes` and then fails every RBD call
+    that needs cls_rbd, so name the directory the package installed.
+    """
+    found = sorted(pathlib.Path("/usr/lib").glob("*/rados-classes"))
+    found.append(pathlib.Path("/usr/lib/rados-classes"))
+    for path in found:
+        if (path / "libcls_rbd.so").exists():
+            return path
+    raise TestEnvError(
+        "no rados-classes directory with libcls_rbd.so under /usr/lib "
+        "(is ceph-osd installed?)"
+    )
+
+
 def _uuid():
     with open("/proc/sys/kernel/random/uuid") as f:
         return f.read().strip()
@@ -1537,6 +1556,7 @@ admin socket = {dir}/run/$name.asok
 osd data = {dir}/osd
 log file = {dir}/log/$name.log
 admin socket = {dir}/run/$name.asok
+osd class dir = {class_dir}
 {objectstore}
 [client]
 keyring = {keyring}
