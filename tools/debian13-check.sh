@@ -85,6 +85,9 @@ exec unshare --mount --pid --fork --propagation private bash -c '
     set -euo pipefail
     root=$1; shift
     read -r -a tls_env <<< "$1"; shift
+    # The root must be a mount point of its own, as a machine'"'"'s is:
+    # testenv makes libvirtd'"'"'s mounts private from "/".
+    mount --bind "$root" "$root"
     mount -t proc proc "$root/proc"
     mount -t sysfs sysfs "$root/sys"
     mount --rbind /dev "$root/dev"
