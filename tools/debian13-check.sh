@@ -81,12 +81,13 @@ exec unshare --net bash -c 'ip link set lo up && exec "$@"' tests \
     .venv/bin/pytest -p no:cacheprovider "$@"
 STEPS
 
+# shellcheck disable=SC2016 # expanded by the inner shell
 exec unshare --mount --pid --fork --propagation private bash -c '
     set -euo pipefail
     root=$1; shift
     read -r -a tls_env <<< "$1"; shift
-    # The root must be a mount point of its own, as a machine'"'"'s is:
-    # testenv makes libvirtd'"'"'s mounts private from "/".
+    # The root must be a mount point of its own, as on a machine:
+    # testenv makes the mounts of libvirtd private from "/".
     mount --bind "$root" "$root"
     mount -t proc proc "$root/proc"
     mount -t sysfs sysfs "$root/sys"

@@ -9,8 +9,9 @@ python=$1
 read -r site tag < <("$python" -c 'import sys, sysconfig
 print(sysconfig.get_paths()["purelib"], "cpython-%d%d" % sys.version_info[:2])')
 for mod in rados rbd; do
-    so=$(ls /usr/lib/python3/dist-packages/$mod.$tag-*.so 2>/dev/null | head -1 || true)
-    if [ -z "$so" ]; then
+    found=(/usr/lib/python3/dist-packages/"$mod.$tag"-*.so)
+    so=${found[0]}
+    if [ ! -e "$so" ]; then
         echo "link-ceph-bindings: Debian's python3-$mod for $tag is missing" >&2
         exit 1
     fi

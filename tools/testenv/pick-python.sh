@@ -10,8 +10,9 @@ if [ -n "${PYTHON:-}" ]; then
     exit 0
 fi
 
-so=$(ls /usr/lib/python3/dist-packages/rbd.cpython-3*-*.so 2>/dev/null | head -1 || true)
-if [ -z "$so" ]; then
+found=(/usr/lib/python3/dist-packages/rbd.cpython-3*-*.so)
+so=${found[0]}
+if [ ! -e "$so" ]; then
     echo "pick-python: Debian's python3-rbd is not installed (tools/testenv/install-packages.sh installs it)" >&2
     exit 1
 fi

@@ -25,9 +25,8 @@ fi
 rm -f "$stamp"
 
 echo "setup-venv: $PYTHON, constraints $CONSTRAINTS"
-if [ -x "$VENV/bin/python" ] &&
-    ! "$VENV/bin/python" -c 'import sys; sys.exit(sys.version_info[:2] != tuple(map(int, sys.argv[1].split("."))))' \
-        "$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"; then
+version='import sys; print("%d.%d" % sys.version_info[:2])'
+if [ -x "$VENV/bin/python" ] && [ "$("$VENV/bin/python" -c "$version")" != "$("$PYTHON" -c "$version")" ]; then
     echo "setup-venv: $VENV was built with another Python: rebuilding it"
     rm -rf "$VENV"
 fi
@@ -41,7 +40,7 @@ export PBR_VERSION=${PBR_VERSION:-0.1.0}
 "$VENV/bin/python" -m uv pip install -q --python "$VENV/bin/python" \
     -c "$CONSTRAINTS" \
     -r "$top/requirements.txt" -r "$top/test-requirements.txt" \
-    -e "$top[dashboard]"
+    -e "${top}[dashboard]"
 
 # Ceph's bindings: link Debian's extension modules into the venv (same ABI).
 bash "$top/tools/testenv/link-ceph-bindings.sh" "$VENV/bin/python"

@@ -70,8 +70,12 @@ def check_dashboard():
         import snapmanager_dashboard
     except ImportError as exc:
         fail("import snapmanager_dashboard", exc)
-    enabled = pathlib.Path(snapmanager_dashboard.__file__).parent / "enabled"
-    files = sorted(enabled.glob("_[0-9]*.py")) if enabled.is_dir() else []
+    enabled = (
+        pathlib.Path(snapmanager_dashboard.__file__).parent
+        / "local"
+        / "enabled"
+    )
+    files = sorted(enabled.glob("_[0-9]*.py"))
     if not files:
         return 0
     try:
@@ -90,7 +94,7 @@ def check_dashboard():
     except Exception as exc:  # noqa: BLE001
         fail("Horizon's settings", exc)
     for path in files:
-        module = "snapmanager_dashboard.enabled.%s" % path.stem
+        module = "snapmanager_dashboard.local.enabled.%s" % path.stem
         try:
             settings = importlib.import_module(module)
             for key in ("ADD_INSTALLED_APPS", "ADD_PANEL", "EXTRA_TABS"):
@@ -102,11 +106,15 @@ def check_dashboard():
 
 
 def _dotted_names(value):
+    """The dotted paths an enabled-file setting names: a string, a list of
+    them, or EXTRA_TABS' {tab group: [path or (priority, path)]}."""
     if isinstance(value, str):
         return [value]
     if isinstance(value, dict):
-        return [n for names in value.values() for n in names]
-    return list(value)
+        value = [name for names in value.values() for name in names]
+    return [
+        name[-1] if isinstance(name, (tuple, list)) else name for name in value
+    ]
 
 
 def _import_dotted(name):

@@ -1,4 +1,6 @@
-"""bashate and shellcheck pass on the DevStack plugin and the harness."""
+"""bashate and shellcheck pass on every shell script of the project: the
+DevStack plugin and its test harness, the test command and CI's entry
+point, and the install tools."""
 
 import pathlib
 import subprocess
@@ -10,10 +12,13 @@ from tests.unit.devstack.plugin_run import DEVSTACK
 from tests.unit.devstack.plugin_run import HARNESS
 
 BIN = pathlib.Path(sys.executable).parent
+TOP = DEVSTACK.parent
 SCRIPTS = [
     DEVSTACK / "plugin.sh",
     DEVSTACK / "settings",
     DEVSTACK / "override-defaults",
+    TOP / ".ci" / "run",
+    *sorted((TOP / "tools").rglob("*.sh")),
 ]
 # DevStack's own bashate run (its tox.ini): long lines are allowed, a file
 # that does not say it is bash and a `local x=$(...)` that hides a failure
@@ -26,7 +31,9 @@ def _run(argv):
     return subprocess.run(argv, capture_output=True, text=True, timeout=120)
 
 
-@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "script", SCRIPTS, ids=lambda p: str(p.relative_to(TOP))
+)
 def test_bashate(script):
     result = _run([*BASHATE, str(script)])
     assert result.returncode == 0, result.stdout + result.stderr
