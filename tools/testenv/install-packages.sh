@@ -24,7 +24,20 @@ PACKAGES=(
     # The mini-cloud's RBD mode: Nova sizes its disk from `ceph df`, which
     # only a ceph-mgr answers.
     ceph-mgr
+    # The dashboard's browser tests drive a headless Chromium through
+    # Selenium (tests/e2e/dashboard/).
+    chromium chromium-driver
 )
+
+# Debian 13 (libvirt 11) ships libvirtd's drivers as packages of their own
+# where Debian 12's libvirt-daemon has them built in: Nova and the tests
+# define Ceph secrets (secret driver) and nova-compute lists host devices
+# (nodedev driver).
+# shellcheck source=/dev/null
+. /etc/os-release
+if [ "${VERSION_ID%%.*}" -ge 13 ] 2>/dev/null; then
+    PACKAGES+=(libvirt-daemon-driver-secret libvirt-daemon-driver-nodedev)
+fi
 
 # libvirtd's QEMU driver refuses to start as root unless the user and group
 # it was built with (libvirt-qemu) exist, even when qemu.conf runs QEMU as
