@@ -28,7 +28,10 @@ Consistency across disks
     rebuild and shelve-offload fail. A group snapshot outlives the
     membership: it stays attached to the images (librbd's ``.group.*``
     snapshots, by image id, so renames keep them too) and is removed or
-    rolled back through the group. The group stays while it has snapshots.
+    rolled back through the group. For a rollback the images join the
+    group again until it is done: librbd since 17.2 (ceph PR 58074, in
+    quincy, reef and squid) refuses to roll back a group whose members
+    differ from the snapshot's. The group stays while it has snapshots.
 
 Crash safety
     Before anything is snapshotted, every image gets the metadata key
@@ -78,6 +81,7 @@ Nova's delete, rebuild and shelve-offload
     errors, so the caller must not delay a release with ``keep``.
 """
 
+import contextlib
 import json
 import time
 
@@ -200,13 +204,26 @@ class RbdBackend(base.Backend):
                 "all in [libvirt] images_rbd_pool",
             )
         group_name = self.names.group(instance_uuid)
-        ioctx = self._client.ioctx(pool)
         self._ceph(
             f"create group {group_name}",
             rbd_images.ensure_group,
-            ioctx,
+            self._client.ioctx(pool),
             group_name,
         )
+        with self._group_members(pool, instance_uuid, disks) as group:
+            self._ceph(
+                f"snapshot group {group_name}@{name}", group.create_snap, name
+            )
+            _test_crash_point("group-snapshotted")
+
+    @contextlib.contextmanager
+    def _group_members(self, pool, instance_uuid, disks):
+        """The instance's group, opened, with ``disks`` as its members for
+        the duration of the block, and none after it (even on failure: a
+        permanent member breaks Nova's delete). A crash in between is
+        cleaned up by recovery, which empties the group."""
+        group_name = self.names.group(instance_uuid)
+        ioctx = self._client.ioctx(pool)
         # Left over by a crash that recovery has not seen yet.
         self._leave_group(pool, instance_uuid)
         group = self._ceph(
@@ -224,10 +241,7 @@ class RbdBackend(base.Backend):
                     disk.image,
                 )
                 _test_crash_point("group-member-added")
-            self._ceph(
-                f"snapshot group {group_name}@{name}", group.create_snap, name
-            )
-            _test_crash_point("group-snapshotted")
+            yield group
         finally:
             self._leave_group(pool, instance_uuid)
 
@@ -304,18 +318,16 @@ class RbdBackend(base.Backend):
         started = time.monotonic()
         name = self.names.snapshot(index)
         if kinds == {KIND_GROUP}:
-            group_name = self.names.group(uuid)
-            group = self._ceph(
-                f"open group {group_name}",
-                rbd_images.open_group,
-                self._client.ioctx(covered[0].pool),
-                group_name,
-            )
-            self._ceph(
-                f"roll back group {group_name} to {name}",
-                group.rollback_to_snap,
-                name,
-            )
+            # librbd 17.2 and later (and 16.2's last fixes) refuse a group
+            # rollback unless the group's members are the snapshot's
+            # images; ours left the group right after the snapshot, so
+            # they join it again for the rollback, and leave after it.
+            with self._group_members(covered[0].pool, uuid, covered) as group:
+                self._ceph(
+                    f"roll back group {self.names.group(uuid)} to {name}",
+                    group.rollback_to_snap,
+                    name,
+                )
         else:
             for disk in covered:
                 with self._client.image(disk.pool, disk.image) as image:
