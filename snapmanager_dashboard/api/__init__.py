@@ -1,0 +1,1 @@
+from snapmanager_dashboard.api import snapmanager  # noqa: F401
