@@ -137,8 +137,9 @@ function configure_snapmanager {
 
     # The options tools/quickstart/stack.py's Stack._render sets (keep the
     # two in step), with DevStack's values. Not its report_interval,
-    # [conductor] tick_interval and notification_pool: they speed up and
-    # isolate the quickstart's stack, and the defaults suit DevStack.
+    # [conductor] tick_interval and notification_pool, nor its
+    # [quota] min_schedule_interval: they speed up and isolate the
+    # quickstart's stack and its demo, and the defaults suit DevStack.
     local conf=$SNAPMANAGER_CONF
     iniset "$conf" DEFAULT debug "$ENABLE_DEBUG_LOG_LEVEL"
     iniset "$conf" DEFAULT state_path "$SNAPMANAGER_STATE_PATH"

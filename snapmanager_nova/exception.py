@@ -105,6 +105,36 @@ class InstanceBusy(Conflict):
     )
 
 
+class ServerHeld(InstanceBusy):
+    """A restore, or the abandonment of a failed one, holds the server
+    (``operations.held_instance_uuid``): nothing else may start on it."""
+
+    msg_fmt = (
+        "Server %(server_id)s is busy with %(type)s %(operation_id)s "
+        "(%(state)s)."
+    )
+
+    def __init__(self, message=None, **kwargs):
+        if message is None and kwargs.get("state") == "failed":
+            message = (
+                f"Server {kwargs['server_id']} is held by "
+                f"{kwargs['type']} {kwargs['operation_id']}, which failed: "
+                "retry or abandon it first."
+            )
+        super().__init__(message, **kwargs)
+
+
+class SnapshotInUse(InvalidStatusTransition):
+    """The snapshot is the one a restore holding its server restores
+    from: it is deleted by nobody until that restore is over."""
+
+    msg_fmt = "Snapshot %(snapshot_id)s is in use by restore %(operation_id)s."
+
+
+class OperationNotRecoverable(Conflict):
+    msg_fmt = "Operation %(operation_id)s cannot be %(action)s: %(reason)s."
+
+
 class InstanceNotShutOff(Conflict):
     msg_fmt = (
         "Instance %(instance_uuid)s must be shut off to be restored; its "
@@ -190,6 +220,14 @@ class ImageInUse(Conflict):
     )
 
 
+class BackendNotEnabled(Invalid):
+    """The agent was asked for work on a backend its host does not serve
+    (``[compute] backends``); the conductor routes RBD work to another
+    agent that serves it, and reports what no agent can do."""
+
+    msg_fmt = "Backend %(backend)r is not enabled on host %(host)s."
+
+
 # Errors of the REST API. Each one is answered with its ``code`` as the
 # HTTP status and its message as the error body's text, so the message
 # must make sense to a tenant and never carry internals.
@@ -233,3 +271,29 @@ class SnapshotNotDeletable(Conflict):
 class ServiceUnavailable(SnapmanagerException):
     msg_fmt = "%(service)s is unavailable: %(reason)s"
     code = 503
+
+
+class QuotaExceeded(Forbidden):
+    """A snapshot would take a project past one of its quotas.
+
+    The message names the limit (``snapshots``, ``snapshot_gigabytes``)
+    and is safe to show a tenant: it is also the ``error_summary`` of a
+    scheduled snapshot the quota refused.
+    """
+
+    msg_fmt = (
+        "Quota exceeded for %(resource)s: the limit is %(limit)s and "
+        "%(in_use)s are in use."
+    )
+
+
+class RateLimited(SnapmanagerException):
+    """Too many requests of one kind in a period; ``retry_after`` says
+    in how many seconds the next one is allowed."""
+
+    msg_fmt = "%(what)s: at most %(limit)s per %(period)s seconds."
+    code = 429
+
+    def __init__(self, message=None, retry_after=1, **kwargs):
+        super().__init__(message, **kwargs)
+        self.headers = {"Retry-After": str(max(1, int(retry_after)))}

@@ -10,6 +10,7 @@ from oslo_log import log as logging
 from snapmanager_nova import conf as sm_conf
 from snapmanager_nova import context as sm_context
 from snapmanager_nova import rpc
+from snapmanager_nova.notifications import notifier
 
 CONF = sm_conf.CONF
 LOG = logging.getLogger(__name__)
@@ -104,4 +105,5 @@ def serve(service):
     stop.wait()
     service.stop()
     rpc.cleanup()
+    notifier.cleanup()
     return 0

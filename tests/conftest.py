@@ -5,6 +5,7 @@ pytest_plugins = [
     "tests.fixtures.services",
     "tests.fixtures.minicloud",
     "tests.fixtures.snapmanager_cloud",
+    "tests.fixtures.notifications",
 ]
 
 

@@ -10,7 +10,7 @@ deleted, by both. Before every restore, each side first rewrites the
 start of every image (untimed), so that a rollback has data to undo.
 
 The raw calls take the same path as the agent, through their own Ceph
-connection, with none of the agent's pending marks, state reads, size
+connection, with none of the agent's crash intent, state reads, size
 accounting or bounded calls:
 
 one image, or a frozen guest
@@ -24,13 +24,23 @@ as here)
     ``remove_snap``.
 
 Pause: the agent's ``pause_seconds``, from freeze to thaw, which is 0
-here as the guest cannot be frozen. Without a freeze the guest's writes
-wait only while librbd takes the images' exclusive locks for the
-snapshots, inside the snapshot times.
+here as the guest cannot be frozen. That is not all a guest feels, so
+a writer of the benchmark's own plays the guest's I/O (the guests here
+sit in their firmware and write nothing): its own Ceph client, every
+image open, 4 KiB writes to each in turn without pause, so that it owns
+every image's exclusive lock as a writing QEMU does. Guest stall: the
+longest of its writes during each snapshot, agent's and raw; and how
+often it found it had lost an image's lock at its next write (a lock
+taken away from the guest and given back).
 """
 
+import contextlib
 import functools
+import statistics
+import threading
+import time
 
+import rados
 import rbd
 
 from benchmarks import common
@@ -150,6 +160,73 @@ class _AgentRbd:
         )
 
 
+class GuestWriter:
+    """A guest's I/O on the images, from a Ceph client of its own."""
+
+    BLOCK = 4096
+
+    def __init__(self, ceph, images):
+        self._cluster = rados.Rados(
+            conffile=ceph["conf"], rados_id=ceph["user"]
+        )
+        self._cluster.connect(timeout=30)
+        self._ioctx = self._cluster.open_ioctx(ceph["pool"])
+        self._images = [rbd.Image(self._ioctx, name) for name in images]
+        self._data = rbd_helpers.pattern("guest-io", self.BLOCK)
+        self._stop = threading.Event()
+        self._watching = False
+        self.longest = 0.0
+        self.lost = 0
+        self.idle = []  # latencies outside the windows
+        for image in self._images:
+            image.write(self._data, 0)  # takes the lock, as QEMU does
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        offset = 0
+        while not self._stop.is_set():
+            offset = (offset + self.BLOCK) % MiB
+            for image in self._images:
+                owner = image.is_exclusive_lock_owner()
+                started = time.perf_counter()
+                image.write(self._data, offset)
+                seconds = time.perf_counter() - started
+                if self._watching:
+                    self.lost += 0 if owner else 1
+                    self.longest = max(self.longest, seconds)
+                elif len(self.idle) < 100000:
+                    self.idle.append(seconds)
+
+    @contextlib.contextmanager
+    def window(self):
+        """Watch the writes during the block; yields a dict that holds
+        "stall" (seconds) and "lost" (lock losses) after it."""
+        seen = {}
+        self.longest, self.lost = 0.0, 0
+        self._watching = True
+        try:
+            yield seen
+        finally:
+            self._watching = False
+            seen.update(stall=self.longest, lost=self.lost)
+
+    def close(self):
+        self._stop.set()
+        self._thread.join(timeout=60)
+        for image in self._images:
+            image.close()
+        self._ioctx.close()
+        self._cluster.shutdown()
+
+
+def _watched(writer, func):
+    """(func(), stall seconds, lock losses) with ``writer`` watching."""
+    with writer.window() as seen:
+        result = func()
+    return result, seen["stall"], seen["lost"]
+
+
 def _change(ioctx, images, index):
     data = rbd_helpers.pattern(f"change-{index}", CHANGE_MIB * MiB)
     for image in images:
@@ -185,26 +262,52 @@ def run(env, backend, disk_names, options):
         data = rbd_helpers.pattern("guest", written)
         for image in layout.images:
             rbd_helpers.write(env.ioctx, image, 0, data)
+        lost = {"agent": 0, "raw": 0}
         with rbd_helpers.defined(env.conn, layout) as dom:
             dom.create()
             agent = _AgentRbd(env.ioctx, layout, backend, dom, kind)
-            # The first index is a warm-up: the agent's first snapshot
-            # opens its pool and, for several disks, creates the group.
-            indexes = list(range(1, options.repeat + 2))
-            for repetition, index in enumerate(indexes):
-                (seconds, pause), theirs = report.in_turn(
-                    repetition,
-                    functools.partial(agent.snapshot, index),
-                    functools.partial(raw.snapshot, index),
-                )
-                if repetition:
-                    case.add(report.SNAPSHOT, seconds, theirs)
-                    case.add(report.PAUSE, pause)
+            writer = GuestWriter(env.ceph, layout.images)
+            try:
+                # The first index is a warm-up: the agent's first snapshot
+                # opens its pool and, for several disks, creates the group.
+                indexes = list(range(1, options.repeat + 2))
+                for repetition, index in enumerate(indexes):
+                    mine, theirs = report.in_turn(
+                        repetition,
+                        functools.partial(
+                            _watched,
+                            writer,
+                            functools.partial(agent.snapshot, index),
+                        ),
+                        functools.partial(
+                            _watched,
+                            writer,
+                            functools.partial(raw.snapshot, index),
+                        ),
+                    )
+                    if repetition:
+                        (seconds, pause), stall, agent_lost = mine
+                        raw_seconds, raw_stall, raw_lost = theirs
+                        case.add(report.SNAPSHOT, seconds, raw_seconds)
+                        case.add(report.PAUSE, pause)
+                        case.add(report.STALL, stall, raw_stall)
+                        lost["agent"] += agent_lost
+                        lost["raw"] += raw_lost
+            finally:
+                writer.close()
             dom.destroy()
             report.restore_and_delete(case, agent, raw, indexes)
         case.notes.append(
             f"{options.written_mib} MiB written per image before the "
             f"snapshots, {CHANGE_MIB} MiB rewritten before each restore"
+        )
+        idle = statistics.median(writer.idle) if writer.idle else 0.0
+        case.notes.append(
+            f"guest stall: longest 4 KiB write of the guest's client "
+            f"during a snapshot (median write otherwise "
+            f"{report.ms(idle)} ms); the guest lost an image's "
+            f"exclusive lock {lost['agent']} times in "
+            f"{options.repeat} agent snapshots, {lost['raw']} in raw ones"
         )
         return case
     finally:

@@ -9,8 +9,9 @@ SNAPSHOT = "snapshot"
 RESTORE = "restore"
 DELETE = "delete"
 PAUSE = "pause"
+STALL = "guest stall"
 XML_WINDOW = "XML window"
-ROWS = (SNAPSHOT, RESTORE, DELETE, PAUSE, XML_WINDOW)
+ROWS = (SNAPSHOT, RESTORE, DELETE, PAUSE, STALL, XML_WINDOW)
 
 _COLUMNS = ("agent med", "agent p90", "raw med", "raw p90", "ratio")
 _FIRST = 12

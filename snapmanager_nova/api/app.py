@@ -5,8 +5,10 @@ Layers, outermost first:
 1. request ids (oslo.middleware): ``X-OpenStack-Request-Id`` on every
    response, and the id in the logs;
 2. :class:`errors.FaultWrapper`: whatever fails becomes a JSON error;
-3. the body size limit (``[api] max_request_body_size``, 413 beyond);
-4. by path: ``/`` and ``/healthcheck`` answered without a token; every
+3. the API version of every ``/v1/`` request (:mod:`api.microversion`),
+   named on every answer to one;
+4. the body size limit (``[api] max_request_body_size``, 413 beyond);
+5. by path: ``/`` and ``/healthcheck`` answered without a token; every
    ``/v1/`` request through keystonemiddleware (or, with ``[api]
    auth_strategy = noauth``, the client's identity headers as they
    are), then the request context, then the v1 routes.
@@ -19,13 +21,16 @@ from oslo_middleware import request_id
 from snapmanager_nova.api import body_limit
 from snapmanager_nova.api import context as api_context
 from snapmanager_nova.api import errors
+from snapmanager_nova.api import microversion
 from snapmanager_nova.api import nova as api_nova
 from snapmanager_nova.api import router
 from snapmanager_nova.api.handlers import operations
 from snapmanager_nova.api.handlers import project_defaults
+from snapmanager_nova.api.handlers import quota_sets
 from snapmanager_nova.api.handlers import root
 from snapmanager_nova.api.handlers import snapshot_policies
 from snapmanager_nova.api.handlers import snapshots
+from snapmanager_nova.api.handlers import stale_servers
 from snapmanager_nova.compute import rpcapi as compute_rpcapi
 from snapmanager_nova.db import models
 
@@ -89,7 +94,9 @@ def create_app(conf, nova_servers=None, compute_api=None, now=None):
         "snapshots": snapshots.SnapshotController(
             conf, nova_servers, compute_api
         ),
-        "operations": operations.OperationController(),
+        "operations": operations.OperationController(nova_servers),
+        "stale_servers": stale_servers.StaleServerController(conf, now),
+        "quota_sets": quota_sets.QuotaSetController(),
     }
     public = router.Router(
         router.PUBLIC_ROUTES, {"root": root.RootController(conf)}
@@ -98,6 +105,9 @@ def create_app(conf, nova_servers=None, compute_api=None, now=None):
     application = PathDispatcher(public, v1)
     application = body_limit.BodySizeLimit(
         application, conf.api.max_request_body_size
+    )
+    application = microversion.MicroversionMiddleware(
+        application, router.V1_PREFIX
     )
     application = errors.FaultWrapper(application)
     return request_id.RequestId(application)

@@ -32,6 +32,15 @@ def is_admin(context):
     return _allowed(context, "context_is_admin", {})
 
 
+def sees_error_detail(context, owner_project_id):
+    """Whether the caller is shown errors in full (api/views.py)."""
+    return _allowed(
+        context,
+        "snapmanager:error_detail:show",
+        {"project_id": owner_project_id},
+    )
+
+
 def authorize(context, rule, owner_project_id, hide=None):
     """Raise unless ``rule`` allows the caller on ``owner_project_id``.
 

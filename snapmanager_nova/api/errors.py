@@ -54,7 +54,10 @@ def to_response(exc):
     if isinstance(exc, HTTPError):
         return error_response(exc.code, exc.message, exc.headers)
     if isinstance(exc, exception.SnapmanagerException) and exc.code < 500:
-        return error_response(exc.code, exc.message)
+        # Some say when to try again (429's Retry-After).
+        return error_response(
+            exc.code, exc.message, getattr(exc, "headers", None)
+        )
     if isinstance(exc, exception.SnapmanagerException):
         # Our own 5xx messages (a service unavailable) are written for
         # tenants; they say what is down, not how.

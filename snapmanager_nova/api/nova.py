@@ -31,7 +31,8 @@ class Server:
 
     ``host`` is None while the server has no compute host (building, or
     shelved and offloaded); ``status`` is Nova's (``ACTIVE``,
-    ``SHUTOFF``...).
+    ``SHUTOFF``...); ``task_state`` is Nova's task in progress
+    (``migrating``...), None when there is none.
     """
 
     id: str
@@ -39,6 +40,7 @@ class Server:
     host: str | None
     status: str
     name: str
+    task_state: str | None = None
 
 
 class NovaServers(abc.ABC):
@@ -82,4 +84,5 @@ class SDKNovaServers(NovaServers):
             host=server.compute_host,
             status=server.status,
             name=server.name,
+            task_state=server.task_state,
         )

@@ -15,10 +15,13 @@ import re
 
 import webob.dec
 
+from snapmanager_nova import exception
 from snapmanager_nova.api import errors
 from snapmanager_nova.api import validation
+from snapmanager_nova.api.schemas import common
 from snapmanager_nova.api.schemas import snapshot
 from snapmanager_nova.api.schemas import snapshot_policy
+from snapmanager_nova.api.schemas import stale_server
 
 # (method, path template, controller name, controller method, query
 # schema or None). A handler with a query schema gets the validated
@@ -100,16 +103,71 @@ V1_ROUTES = [
         None,
     ),
     ("GET", "/v1/operations/{operation_id}", "operations", "show", None),
+    (
+        "POST",
+        "/v1/operations/{operation_id}/action",
+        "operations",
+        "action",
+        None,
+    ),
+    (
+        "GET",
+        "/v1/stale-servers",
+        "stale_servers",
+        "index",
+        stale_server.LIST_QUERY,
+    ),
+    # From microversion 1.1 (handlers/quota_sets.py).
+    ("GET", "/v1/quota-sets/{project_id}", "quota_sets", "show", None),
+    ("PUT", "/v1/quota-sets/{project_id}", "quota_sets", "update", None),
+    ("DELETE", "/v1/quota-sets/{project_id}", "quota_sets", "delete", None),
 ]
 
 _PARAMETER = re.compile(r"\{(\w+)\}")
+
+# What each path parameter must look like, checked before any handler
+# runs, and what answers one that does not: an id that cannot be one is
+# answered as an unknown one (404, as Nova answers a server id that is
+# not a UUID); a malformed project id is 400, naming it. Either way it
+# never reaches the database, which refuses to compare some characters
+# (beyond the BMP) with an error of its own.
+PATH_PARAMETERS = {
+    "server_id": (
+        common.UUID,
+        lambda value: exception.ServerNotFound(server_id=value),
+    ),
+    "snapshot_id": (
+        common.UUID,
+        lambda value: exception.SnapshotNotFound(snapshot_id=value),
+    ),
+    "operation_id": (
+        common.UUID,
+        lambda value: exception.OperationNotFound(operation_id=value),
+    ),
+    "project_id": (common.PROJECT_ID, None),
+}
+
+
+def check_path_parameters(path_params):
+    for name, value in path_params.items():
+        # Every route's parameters are in the table (a unit test says
+        # so); one that is not is left to its handler.
+        schema, not_found = PATH_PARAMETERS.get(name, (None, None))
+        if schema is None:
+            continue
+        try:
+            validation.validate(schema, value, root=name)
+        except exception.InvalidField:
+            if not_found is None:
+                raise
+            raise not_found(value) from None
 
 
 def compile_template(template):
     """``/v1/snapshots/{snapshot_id}`` as an anchored regular expression.
 
     A parameter is one path segment; it is percent-decoded already
-    (``PATH_INFO``) and checked by the handler that uses it.
+    (``PATH_INFO``) and checked by :func:`check_path_parameters`.
     """
     pattern = ""
     position = 0
@@ -133,6 +191,7 @@ class Route:
     query_schema: dict | None
 
     def dispatch(self, req, path_params):
+        check_path_parameters(path_params)
         if self.query_schema is None:
             validation.query(req, _NO_QUERY)
             return self.handler(req, **path_params)

@@ -12,10 +12,15 @@ reset the clock.
 """
 
 import dataclasses
+import datetime
 
+from snapmanager_nova import conf as sm_conf
 from snapmanager_nova import exception
 from snapmanager_nova import schedule as schedule_engine
 from snapmanager_nova.db import api as db_api
+from snapmanager_nova.schedule import limits as schedule_limits
+
+CONF = sm_conf.CONF
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,20 +76,54 @@ def _retention(entry, spec, where):
     return policy.to_dict()
 
 
-def parse(entries):
+def _check_limits(spec, retention, where, now):
+    """Refuse what [quota] does not allow: a spec that runs more often
+    than ``min_schedule_interval``, a count above ``max_keep_count``."""
+    most = CONF.quota.max_keep_count
+    if spec.keep is not None and spec.keep > most:
+        raise exception.InvalidField(
+            field=f"{where}.spec",
+            reason=f"the count {spec.keep} of {spec.text!r} is more than "
+            f"the {most} snapshots a schedule may keep",
+        )
+    for name, value in retention.items():
+        if name != "max_age" and value > most:
+            raise exception.InvalidField(
+                field=f"{where}.retention.{name}",
+                reason=f"{value} is more than the {most} snapshots a "
+                "schedule may keep",
+            )
+    floor = datetime.timedelta(seconds=CONF.quota.min_schedule_interval)
+    closest = schedule_limits.shorter_gap(spec, floor, now)
+    if closest is not None:
+        first, second = closest
+        raise exception.InvalidField(
+            field=f"{where}.spec",
+            reason=f"{spec.text!r} runs at {first:%Y-%m-%dT%H:%M:%SZ} and "
+            f"again at {second:%Y-%m-%dT%H:%M:%SZ}; snapshots may be "
+            f"scheduled at most every {int(floor.total_seconds())} seconds",
+        )
+
+
+def parse(entries, now=None):
     """Validate the ``schedules`` of a request body (already schema-valid).
 
+    :param now: aware; the spec's runs after it are checked against
+        ``[quota] min_schedule_interval``.
     :returns: a list of :class:`RequestedSchedule`.
     :raises InvalidField: naming ``schedules[i]`` and the bad field.
     """
+    now = now or datetime.datetime.now(datetime.UTC)
     requested = []
     seen = {}
     for index, entry in enumerate(entries):
         where = f"schedules[{index}]"
         spec = _spec(entry, where)
+        retention = _retention(entry, spec, where)
+        _check_limits(spec, retention, where, now)
         wanted = RequestedSchedule(
             spec=spec,
-            retention=_retention(entry, spec, where),
+            retention=retention,
             enabled=entry.get("enabled", True),
         )
         if wanted.key in seen:

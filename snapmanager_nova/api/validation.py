@@ -27,6 +27,12 @@ _RELEVANCE = jsonschema.exceptions.by_relevance(
 # and echoing a megabyte of input back helps nobody.
 _MAX_SHOWN = 80
 
+# The deepest a request body may nest arrays and objects. The API's own
+# documents need 4 (a policy, its schedules, one, its retention); the
+# margin is generous. Deeper input would otherwise reach Python's
+# recursion limit in the JSON parser or the schema validator: a 500.
+MAX_DEPTH = 32
+
 
 def show(value):
     """A value as a message quotes it: strings in quotes, the rest as JSON."""
@@ -114,13 +120,53 @@ def json_body(req, schema, required=True):
             f"Content-Type {req.content_type or '(none)'!r} is not "
             f"supported; send {responses.JSON_TYPE}.",
         )
+    charset = req.charset or "utf-8"
     try:
-        document = json.loads(body.decode(req.charset or "utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
+        text = body.decode(charset)
+    except LookupError:
+        # Not a codec Python knows, or one that is not a text encoding
+        # (``base64``): the client's header is wrong, not the server.
+        raise errors.HTTPError(
+            415,
+            f"Content-Type charset {show(charset)} is not supported; "
+            "send UTF-8.",
+        ) from None
+    except UnicodeDecodeError as exc:
         raise exception.InvalidField(
             field="body", reason=f"malformed JSON: {exc}"
         ) from None
+    try:
+        document = json.loads(text)
+    except ValueError as exc:
+        raise exception.InvalidField(
+            field="body", reason=f"malformed JSON: {exc}"
+        ) from None
+    except RecursionError:
+        document = None
+    if document is None or _depth_exceeds(document, MAX_DEPTH):
+        raise exception.InvalidField(
+            field="body", reason=f"is nested deeper than {MAX_DEPTH} levels"
+        )
     return validate(schema, document)
+
+
+def _depth_exceeds(document, limit):
+    """Whether ``document`` nests arrays and objects deeper than ``limit``.
+
+    Iterative, so a document too deep for the recursion limit is measured
+    too.
+    """
+    stack = [(document, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            value = list(value.values())
+        elif not isinstance(value, list):
+            continue
+        if depth > limit:
+            return True
+        stack.extend((item, depth + 1) for item in value)
+    return False
 
 
 def query(req, schema):

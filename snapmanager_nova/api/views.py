@@ -7,6 +7,8 @@ snapshot shows which disks it covers and how large they were.
 
 import datetime
 
+from snapmanager_nova.db import models
+
 
 def timestamp(value):
     """An aware datetime as ISO 8601 in UTC (``2026-03-29T01:00:00Z``)."""
@@ -34,6 +36,9 @@ def server_policy(instance, schedules):
     enabled_own = [row for row in schedules if row.enabled]
     return {
         "server_id": instance.uuid,
+        # From Snapmanager's inventory of Nova's servers (None until it
+        # has seen the server), as Nova's own lists name servers.
+        "server_name": instance.name,
         "project_id": instance.project_id,
         "keep_after_delete": instance.keep_after_delete,
         # Without an enabled schedule of its own, the server is
@@ -54,10 +59,53 @@ def _disk(disk):
     return {"target": disk.get("target"), "size": disk.get("size")}
 
 
-def snapshot(row):
+# What a tenant is told of a failure whose writer left no summary for
+# tenants (models.Snapshot.error_summary): what happened, not why. The
+# why (an agent's exception, a library's output, host names, paths) is
+# for operators: in the logs, and in ``error`` for whoever
+# ``snapmanager:error_detail:show`` allows.
+_SNAPSHOT_NOT_TAKEN = "The snapshot could not be taken."
+_SNAPSHOT_NOT_DELETED = "The snapshot could not be deleted."
+_SNAPSHOT_RETRYING = "An attempt to take the snapshot failed; it is retried."
+_OPERATION_FAILED = {
+    "snapshot": _SNAPSHOT_NOT_TAKEN,
+    "delete": _SNAPSHOT_NOT_DELETED,
+    "restore": "The restore failed.",
+}
+_DETAIL_ELSEWHERE = " The details are logged for the operators."
+
+
+def _snapshot_error(row, detail):
+    if row.error is None or detail:
+        return row.error
+    if row.error_summary:
+        return row.error_summary
+    if row.status == models.SNAPSHOT_CREATING:
+        return _SNAPSHOT_RETRYING + _DETAIL_ELSEWHERE
+    # Only a snapshot that was taken has disks recorded: one that failed
+    # with disks failed to be deleted.
+    failed = _SNAPSHOT_NOT_DELETED if row.disks else _SNAPSHOT_NOT_TAKEN
+    return failed + _DETAIL_ELSEWHERE
+
+
+def _operation_error(row, detail):
+    if row.error is None or detail:
+        return row.error
+    if row.error_summary:
+        return row.error_summary
+    failed = _OPERATION_FAILED.get(row.type, f"The {row.type} failed.")
+    return failed + _DETAIL_ELSEWHERE
+
+
+def snapshot(row, server_name=None, error_detail=False):
+    """``server_name``: the inventory's name of the snapshot's server,
+    where the handler looked it up (lists and show). ``error_detail``:
+    show ``error`` in full (authz.sees_error_detail), else as tenants
+    see it."""
     return {
         "id": row.id,
         "server_id": row.instance_uuid,
+        "server_name": server_name,
         "project_id": row.project_id,
         "schedule_id": row.schedule_id,
         "status": row.status,
@@ -66,7 +114,7 @@ def snapshot(row):
         "disks": [_disk(disk) for disk in row.disks or []],
         "size_bytes": row.size_bytes,
         "quiesced": row.quiesced,
-        "error": row.error,
+        "error": _snapshot_error(row, error_detail),
         "created_at": timestamp(row.created_at),
         "updated_at": timestamp(row.updated_at),
         "completed_at": timestamp(row.completed_at),
@@ -75,7 +123,8 @@ def snapshot(row):
     }
 
 
-def operation(row):
+def operation(row, error_detail=False):
+    """``error_detail`` as for :func:`snapshot`."""
     return {
         "id": row.id,
         "type": row.type,
@@ -85,8 +134,50 @@ def operation(row):
         "state": row.state,
         "progress": row.progress,
         "step": row.step,
-        "error": row.error,
+        "error": _operation_error(row, error_detail),
         "created_at": timestamp(row.created_at),
         "updated_at": timestamp(row.updated_at),
         "finished_at": timestamp(row.finished_at),
+    }
+
+
+def stale_server(item):
+    """A :class:`freshness.StaleServer`: the server and its late
+    schedules."""
+    return {
+        "server_id": item.server_id,
+        "project_id": item.project_id,
+        "schedules": [
+            {
+                "id": late.schedule.id,
+                "spec": late.schedule.spec,
+                "timezone": late.schedule.timezone,
+                "newest_snapshot_at": timestamp(late.newest),
+                "expected_window": timestamp(late.lateness.window),
+                "expected_by": timestamp(late.lateness.expected_by),
+                "late_by": int(late.lateness.late_by.total_seconds()),
+            }
+            for late in item.schedules
+        ],
+    }
+
+
+_RELEASE_PENDING = (
+    "The compute agent has not released the server's snapshots yet; it "
+    "is tried again."
+)
+
+
+def release_pending(row, detail):
+    """A server Nova deleted whose snapshots are still to be released
+    (doc/source/conductor.rst); the reason in full for ``detail``
+    (authz.sees_error_detail): it names hosts."""
+    return {
+        "server_id": row.uuid,
+        "server_name": row.name,
+        "project_id": row.project_id,
+        "deleted_at": timestamp(row.deleted_at),
+        "attempts": row.release_attempts,
+        "next_attempt_at": timestamp(row.release_next_at),
+        "reason": (row.release_error if detail else _RELEASE_PENDING),
     }

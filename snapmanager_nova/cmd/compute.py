@@ -39,8 +39,16 @@ def main(argv=None):
         CONF.host, backends, conductor, connect=libvirt_conn.get
     )
 
+    announced = []
+
     def heartbeat(context):
         conductor.service_heartbeat(context, BINARY, CONF.host, rpcapi.TOPIC)
+        if not announced:
+            # The first run is right after the RPC server started: work
+            # on these backends may come now, and releases that waited
+            # for an agent serving them are tried again.
+            conductor.agent_started(context, CONF.host, sorted(backends))
+            announced.append(True)
 
     return service.serve(
         service.RPCService(

@@ -14,6 +14,7 @@ from snapmanager_nova.conductor import manager
 from snapmanager_nova.conductor import notifications
 from snapmanager_nova.conductor import policy_file
 from snapmanager_nova.conductor import reconcile
+from snapmanager_nova.conductor import release
 from snapmanager_nova.conductor import restore
 from snapmanager_nova.conductor import retention
 from snapmanager_nova.conductor import retries
@@ -33,11 +34,19 @@ def main(argv=None):
     compute_api = compute_rpcapi.ComputeAPI()
     dispatcher = retries.SnapshotDispatcher(compute_api)
     schedule_clock = clock.ScheduleClock(compute_api, dispatcher=dispatcher)
-    retention_ = retention.Retention(compute_api)
-    reconciler = reconcile.Reconciler(compute_api, dispatcher)
+    # One view per conductor of which agents serve which backend, shared
+    # by everything that sends work on stored snapshots.
+    router = release.AgentRouter()
+    retention_ = retention.Retention(compute_api, router=router)
+    reconciler = reconcile.Reconciler(compute_api, dispatcher, router=router)
     operator_policies = policy_file.PolicyFileSync()
     nova_compute = nova.LazyCompute(CONF)
-    cleanup = inventory.InstanceCleanup(compute_api)
+    cleanup = inventory.InstanceCleanup(
+        compute_api, release.DeletedServerRelease(compute_api, router=router)
+    )
+    # A scheduled try that fails as if the server were gone asks Nova,
+    # and a gone server is never tried again.
+    dispatcher.server_gone = release.NovaGoneCheck(nova_compute, cleanup)
     inventory_sync = inventory.InventorySync(nova_compute, cleanup)
     restores = restore.RestoreOrchestrator(
         nova_compute, compute_api, CONF.host, BINARY
@@ -46,7 +55,10 @@ def main(argv=None):
         BINARY,
         rpcapi.TOPIC,
         manager.ConductorManager(
-            restores=restores, retention=retention_, dispatcher=dispatcher
+            restores=restores,
+            retention=retention_,
+            dispatcher=dispatcher,
+            releases=cleanup.releaser,
         ),
         periodic_tasks=[
             ("heartbeat", CONF.report_interval, heartbeat),
@@ -70,6 +82,11 @@ def main(argv=None):
                 "reconciliation",
                 CONF.conductor.reconcile_interval,
                 reconciler.run,
+            ),
+            (
+                "deleted-server-releases",
+                CONF.conductor.tick_interval,
+                cleanup.releaser.retry_due,
             ),
             (
                 "retention-roll-off",

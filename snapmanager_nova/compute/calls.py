@@ -5,17 +5,44 @@ Every hypervisor or storage call the agent makes goes through
 unreachable OSD must not hold an instance's lock for ever) and any library
 error comes out as Snapmanager's :class:`~snapmanager_nova.exception.
 BackendError` with the library's own error code in the message.
+
+A call that missed its deadline belongs to an operation that has already
+failed (and been reported failed), so it must not act any more:
+
+* a call still waiting for a thread when its deadline passes never
+  starts (the shared pool fills up while libvirtd or Ceph hangs, and the
+  queue behind it would otherwise run, out of order, once it recovers);
+* a call already inside the library cannot be stopped, but what it
+  returns late is handed to its ``on_late`` clean-up (an image opened
+  late is closed again) and never to the caller, and functions that make
+  several library calls in one bounded call stop at the next
+  :func:`check_deadline`;
+* such late calls are tracked per :func:`scope` (an instance), so that a
+  retry of the operation can wait for them to end (:func:`settle`) before
+  it cleans up what they left.
 """
 
 import concurrent.futures
+import contextlib
 import threading
+import time
+
+from oslo_log import log as logging
 
 from snapmanager_nova import exception
 
-# Calls that overran their deadline keep running in these threads until
-# the library returns; daemon threads so a stuck call cannot block exit.
+LOG = logging.getLogger(__name__)
+
+# Threads for the calls; a call that overran its deadline keeps its thread
+# until the library returns.
+THREADS = 32
+
 _EXECUTOR_LOCK = threading.Lock()
 _EXECUTOR = None
+_LOCAL = threading.local()
+# scope: set of the futures of calls of that scope still running late.
+_LATE = {}
+_LATE_LOCK = threading.Condition()
 
 
 def _executor():
@@ -23,9 +50,18 @@ def _executor():
     with _EXECUTOR_LOCK:
         if _EXECUTOR is None:
             _EXECUTOR = concurrent.futures.ThreadPoolExecutor(
-                max_workers=32, thread_name_prefix="bounded-call"
+                max_workers=THREADS, thread_name_prefix="bounded-call"
             )
         return _EXECUTOR
+
+
+def _test_call_returned(operation):
+    """Where tests make a call slow; does nothing otherwise.
+
+    Called in the call's thread after the library returned, before the
+    result is handed over: a test that blocks here for ``operation`` has
+    a call that overruns its deadline, with the library's effect done.
+    """
 
 
 def translate(operation, exc):
@@ -49,23 +85,147 @@ def _origin(exc):
     return type(exc).__name__, getattr(exc, "errno", None)
 
 
-def bounded(operation, timeout, func, *args, **kwargs):
+def _timeout(operation, timeout, detail="deadline passed"):
+    return exception.BackendTimeout(
+        operation=operation,
+        timeout=timeout,
+        origin="timeout",
+        origin_code=None,
+        detail=detail,
+    )
+
+
+class _Call:
+    """One bounded call, as its thread sees it."""
+
+    def __init__(self, operation, timeout, on_late, always):
+        self.operation = operation
+        self.timeout = timeout
+        self.deadline = time.monotonic() + timeout
+        self.on_late = on_late
+        self.always = always
+        self.lock = threading.Lock()
+        self.abandoned = False
+        self.delivered = False  # the caller gets the result
+
+    def run(self, func, args, kwargs):
+        with self.lock:
+            late = self.abandoned or time.monotonic() >= self.deadline
+            if late and not self.always:
+                # Its operation has failed already: never start.
+                self.abandoned = True
+                raise _timeout(self.operation, self.timeout, "never started")
+        _LOCAL.call = self
+        try:
+            result = func(*args, **kwargs)
+        finally:
+            _LOCAL.call = None
+        _test_call_returned(self.operation)
+        with self.lock:
+            late = self.abandoned
+            self.delivered = not late
+        if late and self.on_late is not None:
+            try:
+                self.on_late(result)
+            except Exception:
+                LOG.exception(
+                    "Cleaning up after late %s failed", self.operation
+                )
+        return result
+
+    def abandon(self, future):
+        """The caller gives up; True unless the call finished meanwhile."""
+        with self.lock:
+            if self.delivered or future.done():
+                return False
+            self.abandoned = True
+        if not self.always:
+            future.cancel()  # not started yet: it never will
+        return True
+
+
+def check_deadline():
+    """Raise BackendTimeout when the bounded call this thread runs has
+    been given up; for functions making several library calls in one
+    bounded call, between calls that change something."""
+    call = getattr(_LOCAL, "call", None)
+    if call is None:
+        return
+    with call.lock:
+        late = call.abandoned or time.monotonic() >= call.deadline
+        call.abandoned = call.abandoned or late
+    if late:
+        raise _timeout(call.operation, call.timeout, "given up; stopped")
+
+
+@contextlib.contextmanager
+def scope(key):
+    """Calls made by this thread in the block belong to ``key``."""
+    previous = getattr(_LOCAL, "scope", None)
+    _LOCAL.scope = key
+    try:
+        yield
+    finally:
+        _LOCAL.scope = previous
+
+
+def settle(key, timeout):
+    """Wait until no late call of scope ``key`` runs; False if some
+    still do after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    with _LATE_LOCK:
+        while _LATE.get(key):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            _LATE_LOCK.wait(remaining)
+    return True
+
+
+def _track_late(key, future):
+    if key is None:
+        return
+    with _LATE_LOCK:
+        _LATE.setdefault(key, set()).add(future)
+
+    def done(_future):
+        with _LATE_LOCK:
+            late = _LATE.get(key, set())
+            late.discard(future)
+            if not late:
+                _LATE.pop(key, None)
+            _LATE_LOCK.notify_all()
+
+    future.add_done_callback(done)
+
+
+def bounded(
+    operation, timeout, func, *args, on_late=None, always=False, **kwargs
+):
     """Run ``func(*args, **kwargs)`` with a deadline and translated errors.
 
     ``operation`` is a short human description ("blockCommit vda") used in
-    errors. Raises :class:`BackendTimeout` when the deadline passes; the
-    call itself cannot be cancelled and finishes in the background.
+    errors. Raises :class:`BackendTimeout` when the deadline passes: a
+    call not started by then never starts; one already running finishes
+    in the background, and ``on_late`` (if given) gets what it returns.
+    ``always`` is for clean-ups that must happen even late (closing an
+    image handle): such a call still runs once a thread is free.
     """
-    future = _executor().submit(func, *args, **kwargs)
+    call = _Call(operation, timeout, on_late, always)
+    future = _executor().submit(call.run, func, args, kwargs)
     try:
         return future.result(timeout=timeout)
     except concurrent.futures.TimeoutError:
-        raise exception.BackendTimeout(
-            operation=operation,
-            timeout=timeout,
-            origin="timeout",
-            origin_code=None,
-            detail="deadline passed",
-        ) from None
+        if not call.abandon(future):
+            return _result(operation, future)
+        _track_late(getattr(_LOCAL, "scope", None), future)
+        raise _timeout(operation, timeout) from None
+    except Exception as exc:
+        raise translate(operation, exc) from exc
+
+
+def _result(operation, future):
+    try:
+        return future.result()
     except Exception as exc:
         raise translate(operation, exc) from exc

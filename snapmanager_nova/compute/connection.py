@@ -30,7 +30,10 @@ class LibvirtConnection:
         with self._lock:
             if not self._alive():
                 self._conn = calls.bounded(
-                    "libvirt connect", CONF.compute.call_timeout, self._opener
+                    "libvirt connect",
+                    CONF.compute.call_timeout,
+                    self._opener,
+                    on_late=lambda conn: conn.close(),
                 )
             return self._conn
 

@@ -80,7 +80,9 @@ def frozen(dom, instance_uuid, policy, timeout):
     crash-consistent. A shut-off domain has nothing to freeze: False.
     """
     validate_policy(policy)
-    if policy == QUIESCE_SKIP or not dom.isActive():
+    if policy == QUIESCE_SKIP or not calls.bounded(
+        "domain state", timeout, dom.isActive
+    ):
         yield False
         return
     try:

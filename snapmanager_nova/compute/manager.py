@@ -6,6 +6,8 @@ to every storage backend:
 * operations on one instance run one at a time, in arrival order, without
   holding a worker while they wait (a queue per instance);
 * at most ``[compute] workers`` operations run on the host at once;
+  releases for Nova's delete, rebuild and shelve-offload never wait for
+  one of them (threads of their own);
 * the instance is found from its libvirt domain, never from a database;
 * a restore is refused unless the domain is shut off;
 * every outcome is reported to the conductor, which records it.
@@ -51,48 +53,90 @@ def _result_report(result, backend_name):
     return dict(dataclasses.asdict(result), backend=backend_name)
 
 
+# Threads serving urgent work (releases) beside the shared workers: a
+# release is a few Ceph calls, and several deletes may come at once.
+URGENT_WORKERS = 4
+
+
 class InstanceQueues:
     """Run callables on a thread pool, one at a time per instance.
 
     Each instance has a FIFO of pending work; only the head of an
-    instance's queue is ever on the pool, so two operations on one
-    instance never overlap and a backlog on one instance does not tie up
-    the workers other instances need.
+    instance's queue is ever running, so two operations on one instance
+    never overlap and a backlog on one instance does not tie up the
+    workers other instances need.
+
+    ``urgent`` work (a release for Nova, whose removal retries run out
+    after about a minute) goes ahead of everything still waiting on the
+    instance and never waits for a worker of the shared pool: unless the
+    instance's queue is already running (then it is next, right after
+    the operation in progress, on the same thread), a thread of its own
+    pool starts it at once, whatever the shared pool is busy with. That
+    thread runs only the urgent work and hands the rest of the queue
+    back to the shared pool.
     """
 
-    def __init__(self, workers):
+    def __init__(self, workers, urgent_workers=URGENT_WORKERS):
         self._pool = futurist.ThreadPoolExecutor(max_workers=workers)
+        self._urgent_pool = futurist.ThreadPoolExecutor(
+            max_workers=urgent_workers
+        )
         self._queues = {}
+        # Instances whose queue a thread is running now, and those with
+        # a run waiting for (or on) a worker of the shared pool.
+        self._running = set()
+        self._pooled = set()
         self._guard = threading.Lock()
 
     def submit(self, instance_uuid, func, *args, urgent=False):
-        """Queue ``func(*args)`` for the instance; return its Future.
-
-        ``urgent`` work goes right behind the operation already running
-        on the instance, ahead of everything still waiting.
-        """
+        """Queue ``func(*args)`` for the instance; return its Future."""
         future = concurrent.futures.Future()
-        item = (future, func, args)
+        item = (future, func, args, urgent)
         with self._guard:
-            queue = self._queues.get(instance_uuid)
-            if queue is not None:
-                if urgent:
-                    queue.insert(1, item)
-                else:
-                    queue.append(item)
-                return future
-            self._queues[instance_uuid] = collections.deque([item])
-        self._pool.submit(self._drain, instance_uuid)
+            queue = self._queues.setdefault(instance_uuid, collections.deque())
+            if not urgent:
+                queue.append(item)
+                if instance_uuid in self._pooled or (
+                    instance_uuid in self._running
+                ):
+                    return future
+                self._pooled.add(instance_uuid)
+                start = self._pool
+            else:
+                # Behind the running head and earlier urgent work.
+                position = 1 if instance_uuid in self._running else 0
+                while position < len(queue) and queue[position][3]:
+                    position += 1
+                queue.insert(position, item)
+                if instance_uuid in self._running:
+                    return future
+                start = self._urgent_pool
+        start.submit(self._drain, instance_uuid, start is self._urgent_pool)
         return future
 
-    def _drain(self, instance_uuid):
+    def _drain(self, instance_uuid, urgent_only=False):
+        with self._guard:
+            if not urgent_only:
+                self._pooled.discard(instance_uuid)
+            if (
+                instance_uuid in self._running
+                or instance_uuid not in self._queues
+            ):
+                return  # another thread runs it, or it ran already
+            self._running.add(instance_uuid)
         while True:
             with self._guard:
                 queue = self._queues[instance_uuid]
-                if not queue:
-                    del self._queues[instance_uuid]
+                if not queue or (urgent_only and not queue[0][3]):
+                    self._running.discard(instance_uuid)
+                    if not queue:
+                        del self._queues[instance_uuid]
+                    elif instance_uuid not in self._pooled:
+                        # The rest waits for a worker, as it would have.
+                        self._pooled.add(instance_uuid)
+                        self._pool.submit(self._drain, instance_uuid)
                     return
-                future, func, args = queue[0]
+                future, func, args, _urgent = queue[0]
             try:
                 future.set_result(func(*args))
             except Exception as exc:
@@ -105,6 +149,7 @@ class InstanceQueues:
                     queue.popleft()
 
     def shutdown(self, wait=True):
+        self._urgent_pool.shutdown(wait=wait)
         self._pool.shutdown(wait=wait)
 
 
@@ -132,6 +177,19 @@ class ComputeManager:
         for instance, _dom in self._instances():
             if instance.backend in self.backends:
                 by_backend[instance.backend].append(instance)
+            elif instance.backend is not None and instance.disks:
+                # Nothing of it can be done here, not even releasing it
+                # for Nova's delete; the conductor routes RBD work to an
+                # agent that has the backend, but the operator should
+                # know this host is configured short of its instances.
+                LOG.error(
+                    "Instance %s on this host has %s disks but [compute] "
+                    "backends does not enable %s: its snapshots cannot be "
+                    "taken, restored, listed or released by this agent",
+                    instance.uuid,
+                    instance.backend,
+                    instance.backend,
+                )
         actions, reports = [], []
         for name, backend in self.backends.items():
             if name not in by_backend:
@@ -199,15 +257,22 @@ class ComputeManager:
             disks,
         )
 
+    # The conductor asks hosts that may lack a backend (an instance whose
+    # backend is unknown, RBD work routed to another host): those answers
+    # are expected, and must not log an agent traceback.
+    @messaging.expected_exceptions(exception.Invalid, exception.BackendError)
     def list_snapshots(self, context, instance_uuid, backend):
         return sorted(self._backend(backend).list_indexes(instance_uuid))
 
+    @messaging.expected_exceptions(exception.Invalid, exception.BackendError)
     def release_instance(self, context, instance_uuid, backend, keep):
         """Nova is deleting, rebuilding or shelve-offloading the instance.
 
         Answered only once done (a call, not a cast): Nova's driver must
         not list the instance's images before this has finished. It runs
-        ahead of any queued work on the instance.
+        ahead of any queued work on the instance, on a thread of its own
+        (:class:`InstanceQueues`), so a burst of other instances' work
+        never delays it.
         """
         future = self.queues.submit(
             instance_uuid,
@@ -289,14 +354,17 @@ class ComputeManager:
         return calls.bounded(operation, CONF.compute.call_timeout, func, *args)
 
     def _lookup(self, instance_uuid):
+        conn = self.libvirt.get()
         try:
-            return self.libvirt.get().lookupByUUIDString(instance_uuid)
-        except libvirt.libvirtError as exc:
-            if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+            return self._call(
+                "domain lookup", conn.lookupByUUIDString, instance_uuid
+            )
+        except exception.BackendError as exc:
+            if exc.kwargs.get("origin_code") == libvirt.VIR_ERR_NO_DOMAIN:
                 raise exception.InstanceNotRunningHere(
                     instance_uuid=instance_uuid, host=self.host
                 ) from exc
-            raise calls.translate("domain lookup", exc) from exc
+            raise
 
     def _describe(self, dom):
         xml = self._call("domain XML", dom.XMLDesc, 0)
@@ -314,8 +382,8 @@ class ComputeManager:
         try:
             return self.backends[name]
         except KeyError:
-            raise exception.Invalid(
-                reason=f"backend: {name!r} is not enabled on this host"
+            raise exception.BackendNotEnabled(
+                backend=name, host=self.host
             ) from None
 
     def _backend_for(self, instance):

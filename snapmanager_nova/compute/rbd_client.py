@@ -8,7 +8,9 @@ librados reports as shut down or blocklisted is dropped and the next call
 connects again.
 
 Every call into librados and librbd goes through :meth:`RbdClient.call`,
-which bounds it with ``[compute] call_timeout``. That deadline frees the
+which bounds it with ``[compute] call_timeout`` (or
+:meth:`RbdClient.data_call`, ``copy_timeout``, for work that grows with
+the data). That deadline frees the
 instance's operation, but cannot stop the call; the librados timeouts set
 here (``[rbd] rados_op_timeout``) make the abandoned call end inside
 librados too, instead of holding a thread until the cluster answers.
@@ -48,14 +50,20 @@ class RbdClient:
     def call(self, operation, func, *args, **kwargs):
         """Run one librados/librbd call (or a function making a few)
         with the agent's deadline; errors come out as BackendError."""
+        return self._bounded(
+            operation, self._conf.compute.call_timeout, func, args, kwargs
+        )
+
+    def data_call(self, operation, func, *args, **kwargs):
+        """As :meth:`call`, for work that grows with the image's data
+        (a rollback, a diff): bounded by ``[compute] copy_timeout``."""
+        return self._bounded(
+            operation, self._conf.compute.copy_timeout, func, args, kwargs
+        )
+
+    def _bounded(self, operation, timeout, func, args, kwargs):
         try:
-            return calls.bounded(
-                operation,
-                self._conf.compute.call_timeout,
-                func,
-                *args,
-                **kwargs,
-            )
+            return calls.bounded(operation, timeout, func, *args, **kwargs)
         except exception.BackendError as exc:
             if exc.kwargs.get("origin_code") in _DEAD_CONNECTION:
                 LOG.warning(
@@ -72,7 +80,10 @@ class RbdClient:
             if ioctx is None:
                 cluster = self._connected()
                 ioctx = self.call(
-                    f"open pool {pool}", cluster.open_ioctx, pool
+                    f"open pool {pool}",
+                    cluster.open_ioctx,
+                    pool,
+                    on_late=_close,
                 )
                 self._ioctxs[pool] = ioctx
             return ioctx
@@ -102,11 +113,16 @@ class RbdClient:
             ioctx,
             name,
             read_only=read_only,
+            # Opened after its operation gave up: a handle left open would
+            # keep a watch on the image (Nova's removal fails on it).
+            on_late=_close,
         )
         try:
             yield handle
         finally:
-            self.call(f"close image {pool}/{name}", handle.close)
+            # Even when its operation timed out: an open handle keeps a
+            # watch on the image.
+            self.call(f"close image {pool}/{name}", handle.close, always=True)
 
     def shutdown(self):
         with self._lock:
@@ -142,6 +158,7 @@ class RbdClient:
             conf.connect_timeout + 5,
             _connect,
             conf,
+            on_late=lambda cluster: cluster.shutdown(),
         )
         LOG.info(
             "Connected to Ceph (%s) as %s",
@@ -149,6 +166,10 @@ class RbdClient:
             conf.rbd_user or "the configuration's default client",
         )
         return cluster
+
+
+def _close(handle):
+    handle.close()
 
 
 def _connect(conf):

@@ -8,11 +8,15 @@ One tick:
    ``now`` falls in, then advance ``next_run_at`` past ``now``. The
    snapshot row's unique (schedule, instance, window) key makes a retried
    or duplicated claim harmless: the second insert is refused and
-   skipped.
-2. After the commit, cast each recorded snapshot to the agent on the
+   skipped. A snapshot over the project's quota
+   (:func:`snapmanager_nova.quota.check_snapshot`, the API's check too)
+   is not taken: its row is recorded as ``error`` saying why.
+2. After the commit, announce each recorded snapshot
+   (``snapmanager.snapshot.create.start``) and cast it to the agent on the
    instance's host -- unless Nova is busy with the server
-   (:func:`.server_state.busy_reason`) or that agent is down: such a
-   snapshot waits for a retry (:mod:`.retries`).
+   (:func:`snapmanager_nova.nova_state.busy_reason`) or that agent is
+   down: such a snapshot waits for a retry (:mod:`.retries`). A server
+   a restore holds is left out of the tick altogether.
 
 A conductor killed between 1 and 2 leaves ``creating`` rows nobody works
 on; after ``[conductor] operation_timeout`` reconciliation finds that the
@@ -27,15 +31,20 @@ milliseconds.
 
 import dataclasses
 import datetime
+import types
 
 from oslo_log import log as logging
 
 from snapmanager_nova import conf as sm_conf
 from snapmanager_nova import exception
+from snapmanager_nova import nova_state
+from snapmanager_nova import quota
 from snapmanager_nova import schedule as schedule_engine
+from snapmanager_nova.conductor import retention
 from snapmanager_nova.conductor import retries
-from snapmanager_nova.conductor import server_state
 from snapmanager_nova.db import api as db_api
+from snapmanager_nova.db import models
+from snapmanager_nova.notifications import notifier
 
 CONF = sm_conf.CONF
 LOG = logging.getLogger(__name__)
@@ -62,6 +71,10 @@ class Dispatch:
     index: int
     # Why Nova's server cannot be snapshotted now, if it cannot.
     busy: str | None = None
+    # The row as recorded, for its notification.
+    snapshot: object = dataclasses.field(
+        default=None, compare=False, repr=False
+    )
 
 
 class ScheduleClock:
@@ -83,6 +96,8 @@ class ScheduleClock:
             )
         for dispatch in dispatches:
             _test_crash_point("casting")
+            if dispatch.snapshot is not None:
+                notifier.snapshot_changed(context, dispatch.snapshot, None)
             self._dispatch(context, dispatch)
         return dispatches
 
@@ -115,13 +130,38 @@ class ScheduleClock:
         if window is None:
             return []
         dispatches = []
-        for instance in db_api.schedule_targets_by_precedence(context, row):
+        targets = db_api.schedule_targets_by_precedence(context, row)
+        # A restore holds these: the server is ours, stopped and locked,
+        # and a snapshot's success would run retention over the one
+        # being restored. The window is skipped, not deferred.
+        held = db_api.instance_uuids_held(
+            context, [instance.uuid for instance in targets]
+        )
+        for instance in targets:
+            if instance.uuid in held:
+                LOG.info(
+                    "Schedule %s: %s skipped, a restore holds it",
+                    row.id,
+                    instance.uuid,
+                )
+                continue
             dispatch = self._record(context, row, instance, window)
             if dispatch is not None:
                 dispatches.append(dispatch)
         return dispatches
 
     def _record(self, context, row, instance, window):
+        try:
+            quota.check_snapshot(
+                context,
+                instance.project_id,
+                releasing=lambda: _released_by_retention(
+                    context, row, instance, window
+                ),
+            )
+        except exception.QuotaExceeded as exc:
+            self._refuse(context, row, instance, window, exc)
+            return None
         try:
             # A savepoint: a refused duplicate must not undo the rest of
             # the tick's transaction.
@@ -152,8 +192,40 @@ class ScheduleClock:
             instance.uuid,
             instance.host,
             index,
-            server_state.busy_reason(instance),
+            nova_state.busy_reason(instance),
+            snapshot,
         )
+
+    def _refuse(self, context, row, instance, window, exc):
+        """Record the window's snapshot as failed, saying why, instead of
+        taking it. The row takes the window, so the refusal is recorded
+        once however many conductors claim it, and the tenant sees it
+        among the server's snapshots."""
+        LOG.warning(
+            "Schedule %s: no snapshot of %s for %s: %s",
+            row.id,
+            instance.uuid,
+            window,
+            exc.message,
+        )
+        try:
+            with db_api.context_manager.writer.savepoint.using(context):
+                db_api.snapshot_create(
+                    context,
+                    {
+                        "instance_uuid": instance.uuid,
+                        "schedule_id": row.id,
+                        "window_start": window,
+                        "backend": instance.backend,
+                        "status": models.SNAPSHOT_ERROR,
+                        "error": exc.message,
+                        # Written for tenants (it names only the limit).
+                        "error_summary": exc.message,
+                        "completed_at": self.now(),
+                    },
+                )
+        except exception.DuplicateWindow:
+            pass
 
     def _dispatch(self, context, dispatch):
         self.dispatcher.dispatch(
@@ -164,3 +236,28 @@ class ScheduleClock:
             dispatch.index,
             busy=dispatch.busy,
         )
+
+
+def _released_by_retention(context, row, instance, window):
+    """How many of the quota's snapshots the schedule's retention deletes
+    once the window's snapshot succeeds (conductor/retention.py runs the
+    same planner then)."""
+    try:
+        policy = schedule_engine.RetentionPolicy.from_dict(row.retention or {})
+    except schedule_engine.RetentionError:
+        return 0
+    existing = db_api.snapshot_list(
+        context,
+        schedule_id=row.id,
+        instance_uuid=instance.uuid,
+        status=retention.NOT_DELETED,
+    )
+    new = types.SimpleNamespace(
+        id=None, window_start=window, status=models.SNAPSHOT_AVAILABLE
+    )
+    doomed = retention.plan([*existing, new], policy, window, row.timezone)
+    return sum(
+        1
+        for doomed_row in doomed
+        if doomed_row.status in db_api.QUOTA_COUNTED_STATUSES
+    )

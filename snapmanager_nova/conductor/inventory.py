@@ -35,15 +35,18 @@ import dataclasses
 import datetime
 import itertools
 
-import oslo_messaging as messaging
 from keystoneauth1 import exceptions as ks_exc
 from openstack import exceptions as sdk_exc
 from oslo_log import log as logging
 
+from snapmanager_nova import conf as sm_conf
 from snapmanager_nova import exception
+from snapmanager_nova.conductor import snapshot_operations
 from snapmanager_nova.db import api as db_api
 from snapmanager_nova.db import models
+from snapmanager_nova.notifications import notifier
 
+CONF = sm_conf.CONF
 LOG = logging.getLogger(__name__)
 
 MARKER_NAME = "nova-servers"
@@ -144,23 +147,26 @@ def snapshot_backend(snapshot):
     return snapshot.backend or backend_of_disks(snapshot.disks)
 
 
-def cast_snapshot_delete(compute_api, context, instance, snapshot):
+def cast_snapshot_delete(compute_api, context, instance, snapshot, host=None):
     """Ask the instance's agent to delete ``snapshot``, already ``deleting``.
 
-    A snapshot that never completed on a known backend has nothing
+    ``host``: another agent that serves the snapshot's backend, when the
+    instance's own cannot (RBD snapshots are the cluster's). A snapshot
+    that never completed on a known backend has nothing
     stored: it is marked ``deleted`` here and False returned. Raises
     oslo.messaging's errors when the agent cannot be asked; the caller
     decides what that means for the row.
     """
     backend = snapshot_backend(snapshot) or instance.backend
     if backend is None:
-        db_api.snapshot_update_status(
+        deleted = db_api.snapshot_update_status(
             context, snapshot.id, models.SNAPSHOT_DELETED
         )
+        snapshot_operations.finish(context, deleted, models.SNAPSHOT_DELETING)
         return False
     compute_api.delete_snapshot(
         context,
-        instance.host,
+        host or instance.host,
         snapshot.id,
         instance.uuid,
         backend,
@@ -189,121 +195,111 @@ class InstanceCleanup:
     """Get Snapmanager's snapshots out of Nova's way, and tidy up after.
 
     :meth:`release` runs when Nova *starts* deleting, rebuilding or
-    shelve-offloading a server (from the notification): the agent
+    shelve-offloading a server (from the notification): an agent
     removes our RBD snapshots, or keeps them in images Nova does not see
-    (``keep_after_delete``), before Nova's driver removes
+    (``keep_after_delete``; on rebuild and shelve-offload ``[conductor]
+    keep_on_rebuild``, by default), before Nova's driver removes
     ``<uuid>_disk``, so Nova's removal succeeds on its first try.
 
     :meth:`deleted` runs once Nova has *finished* deleting it
-    (``instance.delete.end``, or the sync finding it ``DELETED`` or
-    gone). Nova no longer touches the disks then, so it is always safe
-    to take images Nova left behind out of its namespace (a release that
-    came late or never: Nova gave up removing an image that still had
-    snapshots) and, unless the instance keeps its snapshots after
-    delete, to delete every snapshot still stored. Both are idempotent;
-    the row is marked deleted last, so a failure midway is tried again.
+    (``instance.delete.end``, the sync finding it ``DELETED`` or gone, or
+    a scheduled try that finds it gone). It first records the delete and
+    stops the server's schedules for good, whatever the agents can do,
+    then tries the release it now owes
+    (:class:`.release.DeletedServerRelease`), which stays pending and is
+    tried again with backoff until an agent has done it.
     """
 
-    def __init__(self, compute_api):
+    def __init__(self, compute_api, releaser=None, now=utcnow):
+        # Imported here: release.py builds on this module's helpers.
+        from snapmanager_nova.conductor import release
+
         self.compute_api = compute_api
+        self.releaser = releaser or release.DeletedServerRelease(
+            compute_api, now=now
+        )
+        self.now = now
 
     def release(self, context, instance, why):
-        backend = instance_backend(context, instance)
-        if backend is None or not instance.host:
-            LOG.debug(
-                "Nothing of ours on %s's disks to release (%s)",
-                instance.uuid,
-                why,
-            )
-            return []
-        keep = instance.keep_after_delete
-        indexes = self.compute_api.release_instance(
-            context, instance.host, instance.uuid, backend, keep
+        # A rebuilt or shelve-offloaded server lives on, and its tenant
+        # may want yesterday's disk back: its snapshots are kept out of
+        # Nova's way unless the operator chose otherwise.
+        keep = instance.keep_after_delete or (
+            why != "delete" and CONF.conductor.keep_on_rebuild
         )
+        indexes = self.releaser.release_now(context, instance, keep)
         LOG.info(
-            "Released %s for Nova's %s on %s: snapshots %s %s",
+            "Released %s for Nova's %s: snapshots %s %s",
             instance.uuid,
             why,
-            instance.host,
             indexes,
             "kept" if keep else "removed",
         )
-        if not keep:
+        if keep:
+            self._mark_kept(context, instance, indexes)
+        else:
             self._forget(context, instance, indexes)
         return indexes
 
     def deleted(self, context, instance, deleted_at):
-        instance = db_api.instance_get(context, instance.uuid)
-        if instance.deleted_at is not None:
-            return False
-        backend = instance_backend(context, instance)
-        if backend is not None and instance.host:
-            # keep=True: renaming is safe now that Nova is done, and it
-            # turns an image Nova gave up on into a kept image, which
-            # the agent removes with its last snapshot.
-            self.compute_api.release_instance(
-                context, instance.host, instance.uuid, backend, True
-            )
-        if not instance.keep_after_delete:
-            self._delete_snapshots(context, instance)
-        marked = db_api.instance_mark_deleted(
-            context, instance.uuid, deleted_at
+        began = db_api.instance_begin_release(
+            context, instance.uuid, deleted_at, self.now()
         )
-        if marked:
-            LOG.info(
-                "Instance %s deleted in Nova; its snapshots are %s",
-                instance.uuid,
-                "kept" if instance.keep_after_delete else "being deleted",
+        if not began:
+            return False
+        instance = db_api.instance_get(context, instance.uuid)
+        LOG.info(
+            "Instance %s deleted in Nova: its schedules are stopped and its "
+            "snapshots are to be %s",
+            instance.uuid,
+            "kept" if instance.keep_after_delete else "deleted",
+        )
+        self.releaser.attempt(context, instance)
+        return True
+
+    def _mark_kept(self, context, instance, indexes):
+        """Mark the snapshots the agent moved onto kept images: they stay
+        listed and deletable, but the server's disks are new ones now, so
+        the API refuses to restore them (api/handlers/snapshots.py reads
+        the same ``kept`` key) before anything is locked or stopped."""
+        for snapshot in self._stored(context, instance, indexes):
+            disks = [dict(disk, kept=True) for disk in snapshot.disks or ()]
+            db_api.snapshot_update(context, snapshot.id, {"disks": disks})
+
+    @staticmethod
+    def _stored(context, instance, indexes):
+        """The instance's stored snapshot rows among ``indexes``."""
+        if not indexes:
+            return []
+        return [
+            snapshot
+            for snapshot in db_api.snapshot_list(
+                context,
+                instance_uuid=instance.uuid,
+                status=[models.SNAPSHOT_AVAILABLE, models.SNAPSHOT_ERROR],
             )
-        return marked
+            if snapshot.snapshot_index in indexes
+        ]
 
     def _forget(self, context, instance, indexes):
         """Mark the snapshots the agent removed as deleted."""
-        if not indexes:
-            return
-        for snapshot in db_api.snapshot_list(
-            context,
-            instance_uuid=instance.uuid,
-            status=[models.SNAPSHOT_AVAILABLE, models.SNAPSHOT_ERROR],
-        ):
-            if snapshot.snapshot_index not in indexes:
-                continue
+        for snapshot in self._stored(context, instance, indexes):
             try:
-                db_api.snapshot_update_status(
+                deleting = db_api.snapshot_update_status(
                     context, snapshot.id, models.SNAPSHOT_DELETING
                 )
-                db_api.snapshot_update_status(
+                notifier.snapshot_changed(context, deleting, snapshot.status)
+                deleted = db_api.snapshot_update_status(
                     context, snapshot.id, models.SNAPSHOT_DELETED
                 )
             except exception.InvalidStatusTransition as exc:
                 LOG.debug(
                     "Snapshot %s moved on meanwhile: %s", snapshot.id, exc
                 )
-
-    def _delete_snapshots(self, context, instance):
-        for snapshot in db_api.snapshot_list(
-            context,
-            instance_uuid=instance.uuid,
-            status=[models.SNAPSHOT_AVAILABLE, models.SNAPSHOT_ERROR],
-        ):
-            try:
-                db_api.snapshot_update_status(
-                    context, snapshot.id, models.SNAPSHOT_DELETING
-                )
-            except exception.InvalidStatusTransition:
                 continue
-            try:
-                cast_snapshot_delete(
-                    self.compute_api, context, instance, snapshot
-                )
-            except messaging.MessagingException as exc:
-                db_api.snapshot_update_status(
-                    context,
-                    snapshot.id,
-                    models.SNAPSHOT_ERROR,
-                    error=f"could not ask the agent to delete it: {exc}",
-                )
-                raise
+            snapshot_operations.finish(
+                context, deleted, models.SNAPSHOT_DELETING
+            )
 
 
 class InventorySync:

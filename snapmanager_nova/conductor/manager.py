@@ -17,8 +17,7 @@ from snapmanager_nova.db import models
 
 LOG = logging.getLogger(__name__)
 
-# Longest error text kept in a row; agents' messages carry library output.
-_MAX_ERROR = 2000
+_MAX_ERROR = snapshot_operations.MAX_ERROR
 
 
 def _backend_of(result):
@@ -27,21 +26,30 @@ def _backend_of(result):
 
 
 class ConductorManager:
-    target = messaging.Target(version="1.0")
+    target = messaging.Target(version="1.1")
 
-    def __init__(self, restores=None, retention=None, dispatcher=None):
+    def __init__(
+        self, restores=None, retention=None, dispatcher=None, releases=None
+    ):
         """``restores``: the :class:`.restore.RestoreOrchestrator` that
         takes the agents' reports on restores (None: recorded as is).
         ``retention``: the :class:`.retention.Retention` applied after
         each success; ``dispatcher``: the :class:`.retries.
         SnapshotDispatcher` that retries transient failures (None: no
-        retention, no retries)."""
+        retention, no retries). ``releases``: the :class:`.release.
+        DeletedServerRelease` told when an agent starts (None: not told).
+        """
         self.restores = restores
         self.retention = retention
         self.dispatcher = dispatcher
+        self.releases = releases
 
     def service_heartbeat(self, context, binary, host, topic):
         db_api.service_heartbeat(context, binary, host, topic=topic)
+
+    def agent_started(self, context, host, backends):
+        if self.releases is not None:
+            self.releases.agent_started(context, host, backends)
 
     def instance_progress(self, context, instance_uuid, committed, index):
         try:
@@ -72,7 +80,7 @@ class ConductorManager:
         )
         if snapshot is None:
             return
-        snapshot_operations.finish(context, snapshot_id)
+        snapshot_operations.finish(context, snapshot, models.SNAPSHOT_CREATING)
         if self.retention is not None:
             self.retention.after_success(context, snapshot)
 
@@ -82,20 +90,33 @@ class ConductorManager:
             context, snapshot_id, error
         ):
             return
-        if self._set_status(
+        # Creating or deleting: which of the two failed, for its event.
+        previous = self._status_of(context, snapshot_id)
+        snapshot = self._set_status(
             context,
             snapshot_id,
             models.SNAPSHOT_ERROR,
             error=str(error)[:_MAX_ERROR],
-        ):
-            snapshot_operations.finish(context, snapshot_id, error)
+        )
+        if snapshot is not None:
+            snapshot_operations.finish(context, snapshot, previous, error)
 
     def snapshot_deleted(self, context, snapshot_id, freed_bytes):
         LOG.info(
             "Snapshot %s deleted, %d bytes freed", snapshot_id, freed_bytes
         )
-        if self._set_status(context, snapshot_id, models.SNAPSHOT_DELETED):
-            snapshot_operations.finish(context, snapshot_id)
+        snapshot = self._set_status(
+            context, snapshot_id, models.SNAPSHOT_DELETED
+        )
+        if snapshot is not None:
+            snapshot_operations.finish(
+                context,
+                snapshot,
+                models.SNAPSHOT_DELETING,
+                freed_bytes=freed_bytes,
+            )
+            if self.releases is not None:
+                self.releases.deletion_confirmed(context, snapshot)
 
     def operation_progress(self, context, operation_id, progress, step):
         if self.restores is not None and self.restores.agent_progress(
@@ -167,6 +188,12 @@ class ConductorManager:
                         f"recovery: {action['action']}",
                     )
             self.instance_progress(context, uuid, True, index)
+
+    def _status_of(self, context, snapshot_id):
+        try:
+            return db_api.snapshot_get(context, snapshot_id).status
+        except exception.NotFound:
+            return None
 
     def _set_status(self, context, snapshot_id, status, **fields):
         """The updated row, or None if the result was dropped."""

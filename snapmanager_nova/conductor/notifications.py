@@ -12,10 +12,14 @@ its compute driver destroys the instance's disks; with RBD, the driver's
 ``rbd remove`` of an image that still has snapshots fails, is retried for
 about a minute and then given up, leaking the image. So on those events
 the conductor at once calls the agent's ``release_instance`` (a call,
-served ahead of any queued work on the instance), which takes our
-snapshots off Nova's images, and Nova's first removal succeeds. A
-notification that is missed or comes late is covered by the inventory
-sync (see doc/source/conductor.rst).
+served at once, on the agent's own thread for it), which takes our
+snapshots off Nova's images (or, on rebuild and shelve-offload by
+default, moves the images carrying them out of Nova's sight), and
+Nova's first removal succeeds. A delete notification that is missed or
+comes late is covered by the inventory sync (see
+doc/source/conductor.rst). ``instance.rebuild.start`` sent by another
+compute host than the instance's announces an evacuation, which
+releases nothing.
 
 Every other ``instance.*`` notification only updates the inventory row
 of a known instance, and only if it is newer than what the row holds
@@ -43,6 +47,12 @@ RELEASE_EVENTS = {
     "instance.shelve_offload.start": "shelve-offload",
 }
 DELETED_EVENT = "instance.delete.end"
+# Nova announces an evacuation with this event too, from the destination
+# host's compute service while the payload's ``host`` (the instance's)
+# is still the source: the disks Nova is about to reuse there must not be
+# touched. Only a rebuild published by the instance's own host is one.
+REBUILD_EVENT = "instance.rebuild.start"
+NOVA_COMPUTE = "nova-compute"
 
 # Nova's vm_state (in notifications) -> its API status (in the sync). A
 # task in progress is recorded as ``task_state``, which is what decides
@@ -72,6 +82,9 @@ class Action:
     release: str | None = None
     # Nova has finished deleting the instance.
     deleted: bool = False
+    # Nova evacuates the instance (announced as a rebuild): nothing of
+    # ours is touched.
+    evacuation: bool = False
 
 
 def _data(obj):
@@ -102,16 +115,37 @@ def server_state(payload):
     )
 
 
-def classify(event_type, payload):
-    """The :class:`Action` for a notification, or None to ignore it."""
+def publisher_host(publisher_id):
+    """The host of a ``nova-compute:<host>`` publisher, else None."""
+    service, _, host = (publisher_id or "").partition(":")
+    return host if service == NOVA_COMPUTE and host else None
+
+
+def classify(event_type, payload, publisher_id=None):
+    """The :class:`Action` for a notification, or None to ignore it.
+
+    ``instance.rebuild.start`` is a rebuild only when the compute host
+    that sent it is the instance's host; otherwise (an evacuation, or a
+    sender that cannot be told) nothing is released: a rebuild missed
+    this way costs Nova's retries, a release during an evacuation would
+    cost the server its disk or its snapshots.
+    """
     if not event_type.startswith("instance."):
         return None
     if not _data(payload).get("uuid"):
         return None
+    state = server_state(payload)
+    release = RELEASE_EVENTS.get(event_type)
+    evacuation = False
+    if event_type == REBUILD_EVENT and (
+        state.host is None or publisher_host(publisher_id) != state.host
+    ):
+        release, evacuation = None, True
     return Action(
-        state=server_state(payload),
-        release=RELEASE_EVENTS.get(event_type),
+        state=state,
+        release=release,
         deleted=event_type == DELETED_EVENT,
+        evacuation=evacuation,
     )
 
 
@@ -143,6 +177,13 @@ class NotificationHandler:
         if not known:
             return False
         instance = known[0]
+        if action.evacuation:
+            LOG.info(
+                "Nova rebuilds %s away from its host %s (an evacuation): "
+                "its snapshots are left as they are",
+                uuid,
+                action.state.host,
+            )
         if action.release and instance.deleted_at is None:
             # First, before anything else: Nova is about to remove the
             # disks.
@@ -166,7 +207,7 @@ class NotificationEndpoint:
         self.now = now
 
     def info(self, ctxt, publisher_id, event_type, payload, metadata):
-        action = classify(event_type, payload)
+        action = classify(event_type, payload, publisher_id)
         if action is None:
             return messaging.NotificationResult.HANDLED
         observed_at = parse_timestamp(metadata.get("timestamp"), self.now())

@@ -49,9 +49,11 @@ from oslo_log import log as logging
 from snapmanager_nova import conf as sm_conf
 from snapmanager_nova import exception
 from snapmanager_nova.conductor import inventory
+from snapmanager_nova.conductor import release
 from snapmanager_nova.conductor import snapshot_operations
 from snapmanager_nova.db import api as db_api
 from snapmanager_nova.db import models
+from snapmanager_nova.notifications import notifier
 
 CONF = sm_conf.CONF
 LOG = logging.getLogger(__name__)
@@ -126,12 +128,17 @@ def utcnow():
 
 
 class Reconciler:
-    def __init__(self, compute_api, dispatcher, now=utcnow):
+    def __init__(self, compute_api, dispatcher, now=utcnow, router=None):
         """``dispatcher``: the :class:`.retries.SnapshotDispatcher` that
-        takes lost snapshots back for a retry."""
+        takes lost snapshots back for a retry; ``router``: the
+        conductor's :class:`.release.AgentRouter` (a new one if None)."""
         self.compute_api = compute_api
         self.dispatcher = dispatcher
         self.agents = dispatcher.agents
+        # Work on RBD snapshots whose instance's host does not serve rbd
+        # goes to another agent that does (see .release).
+        self.router = router or release.AgentRouter(self.agents)
+        self._routed = {}
         self.now = now
         self.orphans = OrphanWatch()
 
@@ -140,6 +147,8 @@ class Reconciler:
         ``(kind, snapshot_id)`` pairs, orphans as ``("orphan", id)``."""
         now = self.now()
         timeout = datetime.timedelta(seconds=CONF.conductor.operation_timeout)
+        # Routes hold for one pass: the agents that answered this time.
+        self._routed = {}
         done = self._stuck(context, now, timeout)
         done.extend(self._orphans(context, now, timeout))
         return done
@@ -155,6 +164,8 @@ class Reconciler:
             stuck[row.instance_uuid].append(row)
         done = []
         for instance in db_api.instance_list_by_uuids(context, set(stuck)):
+            if _released_elsewhere(instance):
+                continue
             rows = stuck[instance.uuid]
             backends = {inventory.snapshot_backend(row) for row in rows}
             backends.add(instance.backend)
@@ -197,10 +208,12 @@ class Reconciler:
         )
         try:
             if kind == MARK_DELETED:
-                db_api.snapshot_update_status(
+                deleted = db_api.snapshot_update_status(
                     context, row.id, models.SNAPSHOT_DELETED
                 )
-                snapshot_operations.finish(context, row.id)
+                snapshot_operations.finish(
+                    context, deleted, models.SNAPSHOT_DELETING
+                )
             elif kind == DELETE_AGAIN:
                 db_api.snapshot_touch(context, row.id)
                 self._cast_delete(context, instance, row)
@@ -219,13 +232,16 @@ class Reconciler:
                     "was lost, and it cannot be described again to be "
                     "restored; deleted"
                 )
-                db_api.snapshot_update_status(
+                failed = db_api.snapshot_update_status(
                     context, row.id, models.SNAPSHOT_ERROR, error=reason
                 )
-                snapshot_operations.finish(context, row.id, reason)
+                snapshot_operations.finish(
+                    context, failed, models.SNAPSHOT_CREATING, reason
+                )
                 row = db_api.snapshot_update_status(
                     context, row.id, models.SNAPSHOT_DELETING
                 )
+                notifier.snapshot_changed(context, row, models.SNAPSHOT_ERROR)
                 self._cast_delete(context, instance, row)
         except (exception.InvalidStatusTransition, exception.NotFound) as exc:
             LOG.info("Snapshot %s moved on meanwhile: %s", row.id, exc)
@@ -235,6 +251,8 @@ class Reconciler:
     def _orphans(self, context, now, timeout):
         done = []
         for instance in db_api.instance_list_with_snapshot_indexes(context):
+            if _released_elsewhere(instance):
+                continue
             backend = inventory.instance_backend(context, instance)
             stored = self._list(
                 context,
@@ -294,6 +312,7 @@ class Reconciler:
                 "by reconciliation",
             },
         )
+        notifier.snapshot_changed(context, row, None)
         self._cast_delete(context, instance, row)
         return row.id
 
@@ -313,6 +332,15 @@ class Reconciler:
             return None
         stored = {}
         for backend in sorted(backends or AGENT_BACKENDS):
+            if len(backends) == 1 and self.router.lacks(
+                instance.host, backend
+            ):
+                # Known not to serve it: another agent, or nobody.
+                indexes = self._list_elsewhere(context, instance, backend)
+                if indexes is None:
+                    return None
+                stored[backend] = indexes
+                continue
             try:
                 indexes = self.compute_api.list_snapshots(
                     context,
@@ -322,6 +350,15 @@ class Reconciler:
                     timeout=LIST_TIMEOUT,
                 )
             except messaging.RemoteError as exc:
+                if len(backends) == 1 and release.answered(
+                    exc, exception.BackendNotEnabled
+                ):
+                    self.router.learn_lacking(instance.host, backend)
+                    indexes = self._list_elsewhere(context, instance, backend)
+                    if indexes is None:
+                        return None
+                    stored[backend] = indexes
+                    continue
                 if len(backends) == 1:
                     LOG.error(
                         "Reconciliation: the agent on %s cannot list %s "
@@ -345,10 +382,38 @@ class Reconciler:
             stored[backend] = set(indexes)
         return stored
 
+    def _list_elsewhere(self, context, instance, backend):
+        """The indexes another agent lists for a backend the instance's
+        host does not serve (RBD is the cluster's), or None."""
+        try:
+            host, indexes = self.router.call(
+                context,
+                instance,
+                backend,
+                lambda host: self.compute_api.list_snapshots(
+                    context, host, instance.uuid, backend, timeout=LIST_TIMEOUT
+                ),
+            )
+        except release.AgentsUnavailable as exc:
+            LOG.debug(
+                "Reconciliation: %s snapshots of %s cannot be listed: %s",
+                backend,
+                instance.uuid,
+                exc,
+            )
+            return None
+        self._routed[(instance.uuid, backend)] = host
+        return set(indexes)
+
     def _cast_delete(self, context, instance, row):
+        backend = inventory.snapshot_backend(row) or instance.backend
         try:
             inventory.cast_snapshot_delete(
-                self.compute_api, context, instance, row
+                self.compute_api,
+                context,
+                instance,
+                row,
+                host=self._routed.get((instance.uuid, backend)),
             )
         except messaging.MessagingException as exc:
             LOG.error(
@@ -358,6 +423,18 @@ class Reconciler:
                 row.id,
                 exc,
             )
+
+
+def _released_elsewhere(instance):
+    """Whether the instance's snapshots are the deleted-server release's
+    (:mod:`.release`), which routes them to an agent that can act and
+    retries with backoff, or were given up by an operator: asking its
+    host here again every pass would only repeat what the release
+    reports."""
+    return instance.release_state in (
+        models.RELEASE_PENDING,
+        models.RELEASE_ABANDONED,
+    )
 
 
 def _still_stuck(row, cutoff):

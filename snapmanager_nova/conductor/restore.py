@@ -25,13 +25,24 @@ is the cast: a second restore queued behind a first that has already
 reported could still be running when the server is started. An
 operation waiting at ``restoring disks`` waits for the agent's report,
 whichever conductor receives it, for ``[conductor]
-restore_agent_timeout`` seconds since the agent's last word, and fails
-after that.
+restore_agent_timeout`` seconds since the step began (``step_started_at``,
+by the database's clock), and fails after that.
 
-On failure the operation is ``failed`` with the error, and a server
-that was locked for it stays locked (stopped, if it got that far) with
-the error in the lock reason: never half-restored and running. Unlocking
-it is the operator's or tenant's decision, made knowing what failed.
+From its request until it succeeds a restore holds its server
+(``held_instance_uuid``, unique): no second restore, no scheduled
+snapshot, and its snapshot is deleted by nobody. On failure the
+operation is ``failed`` with the error, still holding the server, and a
+server that was locked for it stays locked (stopped, if it got that far)
+with the error in the lock reason: never half-restored and running. The
+tenant decides, knowing what failed: a retry is a new restore taking the
+hold over; an abandonment is an operation of type ``abandon`` taking it
+over, whose one step unlocks the server (if the lock is still ours) and
+leaves it as it is.
+
+The conductor that takes a new restore up announces it
+(``snapmanager.snapshot.restore.start``), and the one that records its
+outcome announces that (``restore.end`` or ``restore.error``, with the
+error); a restore resumed after a restart is not announced again.
 """
 
 import dataclasses
@@ -45,10 +56,11 @@ from oslo_log import log as logging
 from snapmanager_nova import conf as sm_conf
 from snapmanager_nova import exception
 from snapmanager_nova import nova
+from snapmanager_nova import nova_state
 from snapmanager_nova.conductor import inventory
-from snapmanager_nova.conductor import server_state
 from snapmanager_nova.db import api as db_api
 from snapmanager_nova.db import models
+from snapmanager_nova.notifications import notifier
 
 CONF = sm_conf.CONF
 LOG = logging.getLogger(__name__)
@@ -107,14 +119,14 @@ def agent_progress(percent):
 
 def lock_reason(operation):
     return (
-        f"{server_state.LOCK_REASON_PREFIX}restore {operation.id} of "
+        f"{nova_state.LOCK_REASON_PREFIX}restore {operation.id} of "
         f"snapshot {operation.snapshot_id} in progress"
     )
 
 
 def failed_lock_reason(operation, error):
     reason = (
-        f"{server_state.LOCK_REASON_PREFIX}restore {operation.id} of "
+        f"{nova_state.LOCK_REASON_PREFIX}restore {operation.id} of "
         f"snapshot {operation.snapshot_id} failed: {error}"
     )
     return reason[: nova.MAX_LOCKED_REASON]
@@ -122,7 +134,7 @@ def failed_lock_reason(operation, error):
 
 def is_our_lock(server):
     return bool(server.is_locked) and (server.locked_reason or "").startswith(
-        server_state.LOCK_REASON_PREFIX
+        nova_state.LOCK_REASON_PREFIX
     )
 
 
@@ -191,8 +203,10 @@ class RestoreOrchestrator:
 
     def _check_agent_timeout(self, context, operation):
         timeout = CONF.conductor.restore_agent_timeout
-        waited = self.now() - (operation.updated_at or operation.created_at)
-        if waited.total_seconds() < timeout:
+        # Since the agent was asked, by the database's clock: each pass
+        # re-claims the restore, so nothing a pass writes may restart it.
+        waited = db_api.operation_step_age(context, operation.id)
+        if waited is not None and waited.total_seconds() < timeout:
             return
         self._fail(
             context,
@@ -212,14 +226,19 @@ class RestoreOrchestrator:
             models.OPERATION_RUNNING,
         ):
             return
+        # Abandoning a failed restore is its last step alone.
+        first = UNLOCK if operation.type == "abandon" else LOCK
         try:
-            step = step_named(operation.step)
+            step = (
+                first if operation.step is None else step_named(operation.step)
+            )
         except RestoreFailed as exc:
             self._fail(context, operation, None, str(exc))
             return
         if operation.state == models.OPERATION_PENDING:
-            if not self._advance(context, operation, operation.step, LOCK):
+            if not self._advance(context, operation, operation.step, first):
                 return
+            self._notify(context, "start", operation.id)
         while step is not None:
             try:
                 done = self._do(context, operation, step)
@@ -315,6 +334,13 @@ class RestoreOrchestrator:
 
     def _cast_restore(self, context, operation):
         snapshot = db_api.snapshot_get(context, operation.snapshot_id)
+        # The hold keeps it available; the agent must still never be sent
+        # one that is not, whatever changed it.
+        if snapshot.status != models.SNAPSHOT_AVAILABLE:
+            raise RestoreFailed(
+                reason=f"snapshot {snapshot.id} is {snapshot.status}, "
+                "not available"
+            )
         backend = inventory.snapshot_backend(snapshot)
         if backend is None:
             raise RestoreFailed(
@@ -343,7 +369,12 @@ class RestoreOrchestrator:
         self._wait(server, "ACTIVE")
 
     def _unlock(self, operation):
-        server = self._server(operation)
+        try:
+            server = self._server(operation)
+        except sdk_exc.NotFoundException:
+            # Deleted in Nova: no lock left to lift (abandoning the
+            # restore of a server that is gone).
+            return
         if is_our_lock(server):
             self.compute.get().unlock_server(server)
 
@@ -366,6 +397,7 @@ class RestoreOrchestrator:
             {"state": models.OPERATION_SUCCEEDED, "step": "done"},
         ):
             LOG.info("Restore %s succeeded", operation.id)
+            self._notify(context, "end", operation.id)
 
     def _fail(self, context, operation, step, error):
         """Record the failure; keep the server locked, saying why.
@@ -405,6 +437,22 @@ class RestoreOrchestrator:
             {"state": models.OPERATION_FAILED, "error": error},
         ):
             LOG.error("Restore %s failed at %s: %s", operation.id, step, error)
+            self._notify(context, "error", operation.id)
+
+    def _notify(self, context, phase, operation_id):
+        """Announce the restore as it now is (read back: the operation
+        in hand is as it was when this conductor took it)."""
+        if not notifier.enabled():
+            return
+        try:
+            operation = db_api.operation_get(context, operation_id)
+            snapshot = db_api.snapshot_get(context, operation.snapshot_id)
+        except exception.NotFound as exc:
+            LOG.warning("Restore %s not announced: %s", operation_id, exc)
+            return
+        if operation.type != "restore":
+            return  # abandoning one restores nothing
+        notifier.restore(context, phase, operation, snapshot)
 
     # The agent's reports (from the conductor's RPC endpoint)
 

@@ -42,6 +42,7 @@ from snapmanager_nova.conductor import inventory
 from snapmanager_nova.conductor import retries
 from snapmanager_nova.db import api as db_api
 from snapmanager_nova.db import models
+from snapmanager_nova.notifications import notifier
 
 CONF = sm_conf.CONF
 LOG = logging.getLogger(__name__)
@@ -77,10 +78,15 @@ def plan(snapshots, policy, now, timezone="UTC"):
 
 
 class Retention:
-    def __init__(self, compute_api, now=utcnow):
+    def __init__(self, compute_api, now=utcnow, router=None):
+        """``router``: the conductor's :class:`.release.AgentRouter`, so
+        that snapshots whose instance's host is down or does not serve
+        their backend (RBD: the cluster's) go to an agent that does;
+        None: only the instance's own agent is asked."""
         self.compute_api = compute_api
         self.now = now
         self.agents = retries.AgentLiveness()
+        self.router = router
 
     def after_success(self, context, snapshot):
         """Apply the snapshot's schedule's retention; return the ids of
@@ -186,10 +192,12 @@ class Retention:
         """
         if not snapshots:
             return []
-        if not instance.host or not self.agents.is_up(context, instance.host):
+        host = self._host_for(context, instance, snapshots)
+        if host is None:
             LOG.warning(
-                "%s: the agent on %s is down; snapshots %s of %s stay until "
-                "a later pass",
+                "%s: the agent on %s is down or does not serve their "
+                "backend, and no other can delete them; snapshots %s of %s "
+                "stay until a later pass",
                 why,
                 instance.host,
                 [row.id for row in snapshots],
@@ -198,6 +206,7 @@ class Retention:
             return []
         sent = []
         for row in snapshots:
+            previous = row.status
             try:
                 row = db_api.snapshot_update_status(
                     context, row.id, models.SNAPSHOT_DELETING
@@ -208,10 +217,11 @@ class Retention:
             ) as exc:
                 LOG.debug("Snapshot %s not deleted: %s", row.id, exc)
                 continue
+            notifier.snapshot_changed(context, row, previous)
             sent.append(row.id)
             try:
                 inventory.cast_snapshot_delete(
-                    self.compute_api, context, instance, row
+                    self.compute_api, context, instance, row, host=host
                 )
             except messaging.MessagingException as exc:
                 # Left ``deleting``: reconciliation asks again once
@@ -219,7 +229,7 @@ class Retention:
                 LOG.error(
                     "%s: cannot ask the agent on %s to delete snapshot %s: %s",
                     why,
-                    instance.host,
+                    host,
                     row.id,
                     exc,
                 )
@@ -228,3 +238,17 @@ class Retention:
                 "%s: deleting snapshots %s of %s", why, sent, instance.uuid
             )
         return sent
+
+    def _host_for(self, context, instance, snapshots):
+        """The live agent to send the deletions to, or None."""
+        own = instance.host
+        backends = {
+            inventory.snapshot_backend(row) or instance.backend
+            for row in snapshots
+        } - {None}
+        if self.router is None or len(backends) != 1:
+            up = own and self.agents.is_up(context, own)
+            return own if up else None
+        (backend,) = backends
+        candidates = self.router.candidates(context, instance, backend)
+        return candidates[0] if candidates else None

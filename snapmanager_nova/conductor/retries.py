@@ -3,10 +3,11 @@
 Which failures pass
     A snapshot is retried when what stopped it says "not now" rather than
     "not so": the agent on the instance's host is down, Nova is busy with
-    the server (:func:`.server_state.busy_reason`), the message bus
-    refused the cast, or the agent reported an error that goes away by
-    itself -- a library call that overran its deadline, a domain that
-    changed state or was locked by another job, a block job in progress,
+    the server (:func:`snapmanager_nova.nova_state.busy_reason`) or a
+    restore holds it, the message bus refused the cast, or the agent
+    reported an error that goes away by itself -- a library call that
+    overran its deadline, a domain that changed state or was locked by
+    another job, a block job in progress,
     an instance that is being migrated, an RBD image that is busy. The
     agent reports a failure as the text of Snapmanager's exception
     (:mod:`snapmanager_nova.exception`); :func:`is_transient` matches that
@@ -41,8 +42,9 @@ from oslo_log import log as logging
 
 from snapmanager_nova import conf as sm_conf
 from snapmanager_nova import exception
+from snapmanager_nova import nova_state
 from snapmanager_nova.compute import guest
-from snapmanager_nova.conductor import server_state
+from snapmanager_nova.conductor import inventory
 from snapmanager_nova.conductor import snapshot_operations
 from snapmanager_nova.db import api as db_api
 from snapmanager_nova.db import models
@@ -52,6 +54,7 @@ LOG = logging.getLogger(__name__)
 
 # The binary name compute agents heartbeat as (cmd/compute.py).
 COMPUTE_BINARY = "snapmanager-compute"
+SERVER_DELETED = "the server was deleted in Nova"
 
 # Exceptions an agent reports that say "not now".
 TRANSIENT_EXCEPTIONS = (
@@ -181,6 +184,10 @@ class AgentLiveness:
         self._read_at = None
 
     def is_up(self, context, host):
+        return host in self.alive_hosts(context)
+
+    def alive_hosts(self, context):
+        """The hosts whose agent is up."""
         now = time.monotonic()
         if self._read_at is None or now - self._read_at > self.max_age:
             since = models.utcnow() - datetime.timedelta(
@@ -190,7 +197,7 @@ class AgentLiveness:
                 context, COMPUTE_BINARY, since
             )
             self._read_at = now
-        return host in self._hosts
+        return set(self._hosts)
 
 
 class SnapshotDispatcher:
@@ -201,11 +208,18 @@ class SnapshotDispatcher:
     agent lost).
     """
 
-    def __init__(self, compute_api, now=utcnow, jitter=random.random):
+    def __init__(
+        self, compute_api, now=utcnow, jitter=random.random, server_gone=None
+    ):
+        """``server_gone(context, instance_uuid)``: asks Nova whether a
+        server whose try failed as if it were gone is gone, and if so
+        records its delete (:class:`.release.NovaGoneCheck`); None: not
+        asked, such a try is retried as a passing failure."""
         self.compute_api = compute_api
         self.now = now
         self.jitter = jitter
         self.agents = AgentLiveness()
+        self.server_gone = server_gone
 
     def dispatch(
         self,
@@ -295,7 +309,7 @@ class SnapshotDispatcher:
         """Fail a ``creating`` snapshot and the operation following it."""
         reason = str(reason)
         try:
-            db_api.snapshot_update_status(
+            snapshot = db_api.snapshot_update_status(
                 context,
                 snapshot_id,
                 models.SNAPSHOT_ERROR,
@@ -305,7 +319,9 @@ class SnapshotDispatcher:
             LOG.warning("Snapshot %s not failed: %s", snapshot_id, exc)
             return
         LOG.error("Snapshot %s failed: %s", snapshot_id, reason)
-        snapshot_operations.finish(context, snapshot_id, reason)
+        snapshot_operations.finish(
+            context, snapshot, models.SNAPSHOT_CREATING, reason
+        )
 
     def retry_failure(self, context, snapshot_id, error):
         """An agent reported that taking the snapshot failed.
@@ -324,11 +340,30 @@ class SnapshotDispatcher:
             or not is_transient(error)
         ):
             return False
+        if self._gone(context, snapshot.instance_uuid, error):
+            self.fail(context, snapshot.id, SERVER_DELETED)
+            return True
         if snapshot.next_attempt_at is None:
             self.defer(context, snapshot.id, snapshot.attempts, error)
         else:
             LOG.debug("Snapshot %s already waits for a retry", snapshot.id)
         return True
+
+    def _gone(self, context, instance_uuid, error=None):
+        """Whether Nova deleted the server a try failed on.
+
+        Asked when the inventory says ``DELETED`` or the agent found no
+        domain (which a migration also explains): Nova decides, and a
+        gone server goes through the deleted-server path at once rather
+        than have its snapshot retried.
+        """
+        if self.server_gone is None:
+            return False
+        if error is not None and not _template(
+            exception.InstanceNotRunningHere
+        ).fullmatch(str(error)):
+            return False
+        return self.server_gone(context, instance_uuid)
 
     def retry_due(self, context):
         """Periodic task: cast the snapshots whose retry is due.
@@ -347,10 +382,16 @@ class SnapshotDispatcher:
                 context, {snapshot.instance_uuid for snapshot in due}
             )
         }
+        held = db_api.instance_uuids_held(context, list(instances))
         for snapshot in due:
             instance = instances.get(snapshot.instance_uuid)
             if instance is None or instance.deleted_at is not None:
                 self.fail(context, snapshot.id, "the instance was deleted")
+                continue
+            if instance.nova_status == inventory.DELETED and self._gone(
+                context, instance.uuid
+            ):
+                self.fail(context, snapshot.id, SERVER_DELETED)
                 continue
             self.dispatch(
                 context,
@@ -358,7 +399,11 @@ class SnapshotDispatcher:
                 instance.uuid,
                 instance.host,
                 snapshot.snapshot_index,
-                busy=server_state.busy_reason(instance),
+                busy=(
+                    "a restore holds the server"
+                    if instance.uuid in held
+                    else nova_state.busy_reason(instance)
+                ),
                 attempts=snapshot.attempts,
             )
         return [snapshot.id for snapshot in due]

@@ -9,6 +9,9 @@ harmless.
 API version history:
 
 * 1.0 - Initial version.
+* 1.1 - agent_started: an agent says which backends it serves once it
+  serves RPC. A 1.0 conductor refuses it (logged, nothing else lost), so
+  only that message asks for 1.1.
 """
 
 import oslo_messaging as messaging
@@ -19,14 +22,25 @@ TOPIC = "snapmanager-conductor"
 
 
 class ConductorAPI:
-    RPC_API_VERSION = "1.0"
+    RPC_API_VERSION = "1.1"
 
     def __init__(self):
         target = messaging.Target(topic=TOPIC, version=self.RPC_API_VERSION)
         self.client = rpc.get_client(target)
 
-    def _cast(self, context, method, **kwargs):
-        self.client.prepare().cast(context, method, **kwargs)
+    def _cast(self, context, method, version="1.0", **kwargs):
+        self.client.prepare(version=version).cast(context, method, **kwargs)
+
+    def agent_started(self, context, host, backends):
+        """The agent on ``host`` serves RPC, with ``backends``: work on
+        them may go to it, and what waited for it is tried again."""
+        self._cast(
+            context,
+            "agent_started",
+            version="1.1",
+            host=host,
+            backends=backends,
+        )
 
     def service_heartbeat(self, context, binary, host, topic):
         self._cast(

@@ -11,10 +11,24 @@ from snapmanager_nova.conf import compute
 from snapmanager_nova.conf import conductor
 from snapmanager_nova.conf import database
 from snapmanager_nova.conf import default
+from snapmanager_nova.conf import freshness
+from snapmanager_nova.conf import notifications
 from snapmanager_nova.conf import nova
+from snapmanager_nova.conf import quota
 from snapmanager_nova.conf import rbd
 
 CONF = cfg.CONF
 
-for _module in (default, api, compute, conductor, database, nova, rbd):
+for _module in (
+    default,
+    api,
+    compute,
+    conductor,
+    database,
+    freshness,
+    nova,
+    notifications,
+    quota,
+    rbd,
+):
     _module.register_opts(CONF)

@@ -64,7 +64,8 @@ compute_opts = [
         min=1,
         help="Seconds one step that moves disk data may take: copying a "
         "disk layer into the snapshot store or back, a qemu-img convert or "
-        "commit, waiting for a block commit or a backup job. These grow "
+        "commit, waiting for a block commit or a backup job, an RBD "
+        "rollback or the diff that sizes an RBD snapshot. These grow "
         "with the disk, unlike the calls bounded by `call_timeout`.",
     ),
     cfg.StrOpt(

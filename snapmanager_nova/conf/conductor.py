@@ -80,6 +80,17 @@ conductor_opts = [
         "names the pool's queue after it, so it must differ from every "
         "RPC topic on the bus (`snapmanager-conductor` among them).",
     ),
+    cfg.BoolOpt(
+        "keep_on_rebuild",
+        default=True,
+        help="Keep a server's RBD snapshots when Nova rebuilds or "
+        "shelve-offloads it: the images carrying them are renamed out of "
+        "Nova's sight before Nova removes the server's disks, and the "
+        "snapshots stay listed and deletable until retention removes "
+        "them. False removes them, as a delete does for a server that "
+        "does not keep its snapshots after delete. An evacuation, which "
+        "Nova announces as a rebuild, is never released either way.",
+    ),
     # Restore orchestration.
     cfg.IntOpt(
         "restore_poll_interval",
@@ -98,10 +109,12 @@ conductor_opts = [
     cfg.IntOpt(
         "restore_agent_timeout",
         default=3600,
-        min=60,
-        help="Seconds a restore waits for the compute agent to report "
-        "that the disks are restored before it fails (leaving the server "
-        "stopped and locked).",
+        min=1,
+        help="Seconds a restore waits, from the moment its agent was asked, "
+        "for the compute agent to report that the disks are restored "
+        "before it fails (leaving the server stopped and locked, for the "
+        "tenant to retry or abandon the restore). Measured by the "
+        "database's clock.",
     ),
     # Retention, retries and reconciliation (doc/source/retention.rst).
     cfg.IntOpt(

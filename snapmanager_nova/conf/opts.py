@@ -5,10 +5,24 @@ from snapmanager_nova.conf import compute
 from snapmanager_nova.conf import conductor
 from snapmanager_nova.conf import database
 from snapmanager_nova.conf import default
+from snapmanager_nova.conf import freshness
+from snapmanager_nova.conf import notifications
 from snapmanager_nova.conf import nova
+from snapmanager_nova.conf import quota
 from snapmanager_nova.conf import rbd
 
-_MODULES = (default, api, compute, conductor, database, nova, rbd)
+_MODULES = (
+    default,
+    api,
+    compute,
+    conductor,
+    database,
+    freshness,
+    nova,
+    notifications,
+    quota,
+    rbd,
+)
 
 
 def list_opts():

@@ -20,6 +20,8 @@ the errors a caller can act on. Datetimes may be passed aware or naive
 UTC and come back aware UTC (see :mod:`snapmanager_nova.db.models`).
 """
 
+import datetime
+
 import sqlalchemy as sa
 from oslo_db import exception as db_exc
 from oslo_db.sqlalchemy import enginefacade
@@ -48,6 +50,9 @@ _INSTANCE_FIELDS = frozenset(
     (
         "project_id",
         "host",
+        # The server's name as Nova gave it when the policy was set; the
+        # inventory keeps it current.
+        "name",
         "backend",
         "snapshot_enabled",
         "daily",
@@ -86,6 +91,7 @@ _SNAPSHOT_RESULT_FIELDS = frozenset(
         "size_bytes",
         "quiesced",
         "error",
+        "error_summary",
         "completed_at",
         "expires_at",
         "deleted_at",
@@ -102,7 +108,7 @@ _OPERATION_CREATE_FIELDS = frozenset(
     ("type", "instance_uuid", "snapshot_id", "project_id", "step")
 )
 _OPERATION_UPDATE_FIELDS = frozenset(
-    ("state", "progress", "step", "error", "snapshot_id")
+    ("state", "progress", "step", "error", "error_summary", "snapshot_id")
 )
 
 
@@ -639,14 +645,19 @@ def snapshot_update_status(context, snapshot_id, new_status, **fields):
         for old, targets in models.SNAPSHOT_TRANSITIONS.items()
         if new_status in targets
     ]
-    if not _conditional_update(
-        session,
-        snapshot,
-        snapshot_id,
-        (snapshot.status.in_(allowed_from),),
-        values,
-    ):
+    where = [snapshot.status.in_(allowed_from)]
+    if new_status == models.SNAPSHOT_DELETING:
+        # In the same statement: a restore recorded meanwhile is seen
+        # (InnoDB reads the subquery with locks), and loses nothing.
+        where.append(~_held_snapshot(snapshot_id).exists())
+    if not _conditional_update(session, snapshot, snapshot_id, where, values):
         current = _snapshot_get(session, snapshot_id)
+        if current.status in allowed_from:
+            holder = session.execute(_held_snapshot(snapshot_id)).scalar()
+            if holder is not None:
+                raise exception.SnapshotInUse(
+                    snapshot_id=snapshot_id, operation_id=holder
+                )
         raise exception.InvalidStatusTransition(
             resource="Snapshot",
             resource_id=snapshot_id,
@@ -713,10 +724,156 @@ def operation_create(context, values):
         _check_operation_snapshot(
             session, values["snapshot_id"], instance.uuid
         )
+    if values["type"] == "restore" and values.get("snapshot_id"):
+        # Locked: a delete's conditional UPDATE of the snapshot waits for
+        # this transaction and then sees its hold, or this one waits for
+        # the delete and sees the snapshot is no longer available.
+        snapshot = session.execute(
+            sa.select(models.Snapshot)
+            .where(models.Snapshot.id == values["snapshot_id"])
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        ).scalar_one()
+        if snapshot.status != models.SNAPSHOT_AVAILABLE:
+            raise exception.SnapshotNotRestorable(
+                index=snapshot.snapshot_index,
+                instance_uuid=instance.uuid,
+                reason=f"it is {snapshot.status}, not available",
+            )
+    if values["type"] in models.HOLDING_TYPES:
+        values["held_instance_uuid"] = instance.uuid
     operation = models.Operation(**values)
-    session.add(operation)
-    session.flush()
+    try:
+        # A savepoint, so the holder can still be read after a refusal.
+        with session.begin_nested():
+            session.add(operation)
+    except db_exc.DBDuplicateEntry:
+        # The unique hold, not a read before the insert, decides which
+        # of two concurrent requests gets the server.
+        raise _server_held(session, instance.uuid) from None
     return operation
+
+
+def _held_snapshot(snapshot_id):
+    """SELECT the operation holding a server to restore ``snapshot_id``."""
+    operation = models.Operation
+    return sa.select(operation.id).where(
+        operation.snapshot_id == snapshot_id,
+        operation.held_instance_uuid.is_not(None),
+    )
+
+
+def _server_held(session, instance_uuid):
+    # A locking read: the holder may have committed after this
+    # transaction's first (consistent) read.
+    holder = session.execute(
+        sa.select(models.Operation)
+        .where(models.Operation.held_instance_uuid == instance_uuid)
+        .with_for_update(read=True)
+    ).scalar()
+    if holder is None:
+        # Released between the refused insert and this read.
+        return exception.InstanceBusy(instance_uuid=instance_uuid)
+    return exception.ServerHeld(
+        server_id=instance_uuid,
+        type=holder.type,
+        operation_id=holder.id,
+        state=holder.state,
+    )
+
+
+def _db_now(session):
+    """The database's clock (UTC) as an SQL expression.
+
+    Timeouts that compare with a time the database recorded read the
+    same clock, so a conductor whose own clock is off cannot stretch or
+    cut them.
+    """
+    if session.get_bind().dialect.name == "sqlite":
+        now = sa.func.strftime("%Y-%m-%d %H:%M:%f", "now")
+    else:
+        now = sa.func.utc_timestamp(sa.literal_column("6"))
+    return sa.type_coerce(now, models.UTCDateTime())
+
+
+@context_manager.reader
+def operation_holding(context, instance_uuid):
+    """The operation that holds the instance (a restore from its request
+    until it succeeds, a failed one until it is retried or abandoned), or
+    None."""
+    operation = models.Operation
+    return context.session.execute(
+        sa.select(operation).where(
+            operation.held_instance_uuid == instance_uuid
+        )
+    ).scalar()
+
+
+@context_manager.reader
+def instance_uuids_held(context, instance_uuids):
+    """Those of ``instance_uuids`` an operation holds."""
+    if not instance_uuids:
+        return set()
+    held = models.Operation.held_instance_uuid
+    stmt = sa.select(held).where(held.in_(list(instance_uuids)))
+    return set(context.session.execute(stmt).scalars())
+
+
+@context_manager.writer
+def operation_take_over_restore(context, operation_id, new_type):
+    """The tenant's way out of a failed restore: a new operation of
+    ``new_type`` (``restore``: retry it from the same snapshot;
+    ``abandon``: unlock the server and leave it as it is) takes over the
+    failed one's hold on the server, in one transaction.
+
+    Raises OperationNotRecoverable unless ``operation_id`` is a failed
+    restore or abandonment that still holds its server; of two
+    concurrent requests, one takes the hold and the other gets that.
+    """
+    _check_choice("type", new_type, models.HOLDING_TYPES)
+    session = context.session
+    operation = models.Operation
+    failed = _operation_get(session, operation_id)
+    action = "retried" if new_type == "restore" else "abandoned"
+
+    def refuse(reason):
+        return exception.OperationNotRecoverable(
+            operation_id=operation_id, action=action, reason=reason
+        )
+
+    if failed.type not in models.HOLDING_TYPES:
+        raise refuse(f"it is a {failed.type} operation, not a restore")
+    if failed.state != models.OPERATION_FAILED:
+        raise refuse(
+            f"it is {failed.state}; only a failed restore that still "
+            "holds its server can be"
+        )
+    if new_type == "restore":
+        snapshot = _snapshot_get(session, failed.snapshot_id)
+        if snapshot.status != models.SNAPSHOT_AVAILABLE:
+            raise refuse(f"its snapshot is {snapshot.status}")
+    if not _conditional_update(
+        session,
+        operation,
+        operation_id,
+        (
+            operation.state == models.OPERATION_FAILED,
+            operation.held_instance_uuid == failed.instance_uuid,
+        ),
+        # Its history stays as it was: updated_at too.
+        {"held_instance_uuid": None, "updated_at": operation.updated_at},
+    ):
+        raise refuse("it was retried or abandoned already")
+    successor = models.Operation(
+        type=new_type,
+        instance_uuid=failed.instance_uuid,
+        snapshot_id=failed.snapshot_id,
+        project_id=failed.project_id,
+        held_instance_uuid=failed.instance_uuid,
+    )
+    session.add(successor)
+    session.flush()
+    return successor
 
 
 @context_manager.reader
@@ -991,7 +1148,7 @@ def operation_claim_restores(
     stmt = (
         sa.select(operation)
         .where(
-            operation.type == "restore",
+            operation.type.in_(models.HOLDING_TYPES),
             operation.state.in_(
                 (models.OPERATION_PENDING, models.OPERATION_RUNNING)
             ),
@@ -1003,9 +1160,14 @@ def operation_claim_restores(
         .order_by(operation.created_at, operation.id)
         .limit(limit)
     )
-    # updated_at is left alone: it says when the restore last moved,
-    # which is what its timeouts measure.
-    return _claim(context.session, operation, stmt, {"conductor_host": host})
+    # updated_at is left as it is (named, or its onupdate would stamp
+    # every pass): it says when the restore last moved, not who looked.
+    return _claim(
+        context.session,
+        operation,
+        stmt,
+        {"conductor_host": host, "updated_at": operation.updated_at},
+    )
 
 
 @context_manager.writer
@@ -1023,6 +1185,8 @@ def operation_update_step(context, operation_id, expected_step, values):
     operation = models.Operation
     now = models.utcnow()
     values = dict(values, updated_at=now)
+    if "step" in values:
+        values["step_started_at"] = _db_now(context.session)
     state = values.get("state")
     if state is not None:
         _check_choice("state", state, models.OPERATION_STATES)
@@ -1030,6 +1194,9 @@ def operation_update_step(context, operation_id, expected_step, values):
             values["finished_at"] = now
         if state == models.OPERATION_SUCCEEDED:
             values.setdefault("progress", 100)
+            # Done with the server; a failed one keeps it (see
+            # operation_take_over_restore).
+            values["held_instance_uuid"] = None
     step = (
         operation.step.is_(None)
         if expected_step is None
@@ -1047,6 +1214,19 @@ def operation_update_step(context, operation_id, expected_step, values):
         ),
         values,
     )
+
+
+@context_manager.reader
+def operation_step_age(context, operation_id):
+    """How long the operation has been at its current step, by the
+    database's clock (None if no step start is recorded)."""
+    operation = models.Operation
+    started, now = context.session.execute(
+        sa.select(operation.step_started_at, _db_now(context.session)).where(
+            operation.id == operation_id
+        )
+    ).one()
+    return None if started is None else now - started
 
 
 # Retention, retries, reconciliation and the operators' policy file
@@ -1202,11 +1382,17 @@ def snapshot_list_of_deleted_instances(context, kept_before, limit):
     due = instance.keep_after_delete == sa.false()
     if kept_before is not None:
         due = sa.or_(due, snapshot.window_start < kept_before)
+    # A pending (or given up) release owns its instance's snapshots.
+    released = sa.or_(
+        instance.release_state.is_(None),
+        instance.release_state == models.RELEASE_DONE,
+    )
     stmt = (
         sa.select(snapshot)
         .join(instance, instance.uuid == snapshot.instance_uuid)
         .where(
             instance.deleted_at.is_not(None),
+            released,
             snapshot.status.in_(_FINISHED),
             due,
         )
@@ -1357,3 +1543,404 @@ def schedule_targets_by_precedence(context, schedule):
         )
     stmt = stmt.order_by(instance.uuid)
     return list(context.session.execute(stmt).scalars())
+
+
+# Freshness (doc/source/freshness.rst)
+
+
+def _freshness_pairs(project_id, after):
+    """SELECT (instance_uuid, schedule_id) of every enabled schedule and
+    each server it snapshots now, by the precedence of
+    :func:`schedule_targets_by_precedence`.
+
+    One branch per precedence level, each an equality join the indexes
+    serve (an OR of the four in one join would scan every instance for
+    every schedule). A functional test keeps the branches equal to the
+    clock's query.
+    """
+    instance = models.Instance
+    schedule = models.Schedule
+    api = models.SCHEDULE_SOURCE_API
+    operator = models.SCHEDULE_SOURCE_OPERATOR
+    tenant_own = sa.and_(
+        instance.snapshot_enabled == sa.true(),
+        _has_schedule(api, instance_uuid=instance.uuid),
+    )
+    other = orm.aliased(models.Schedule)
+    any_own = sa.exists().where(
+        other.instance_uuid == instance.uuid, other.enabled == sa.true()
+    )
+    tenant_default = sa.and_(
+        instance.snapshot_enabled == sa.true(),
+        _has_schedule(api, project_id=instance.project_id),
+    )
+    own = instance.uuid == schedule.instance_uuid
+    default = sa.and_(
+        schedule.is_project_default == sa.true(),
+        schedule.project_id == instance.project_id,
+    )
+    branches = (
+        (own, schedule.source == api, instance.snapshot_enabled == sa.true()),
+        (own, schedule.source == operator, sa.not_(tenant_own)),
+        (
+            default,
+            schedule.source == api,
+            instance.snapshot_enabled == sa.true(),
+            sa.not_(any_own),
+        ),
+        (
+            default,
+            schedule.source == operator,
+            sa.not_(tenant_own),
+            sa.not_(_has_schedule(operator, instance_uuid=instance.uuid)),
+            sa.not_(tenant_default),
+        ),
+    )
+    common = [instance.deleted_at.is_(None), schedule.enabled == sa.true()]
+    if project_id is not None:
+        common.append(instance.project_id == project_id)
+    if after is not None:
+        common.append(instance.uuid > after)
+    return sa.union_all(
+        *(
+            sa.select(
+                instance.uuid.label("instance_uuid"),
+                schedule.id.label("schedule_id"),
+            )
+            .select_from(instance)
+            .join(schedule, join_on)
+            .where(*conditions, *common)
+            for join_on, *conditions in branches
+        )
+    ).subquery("pairs")
+
+
+@context_manager.reader
+def schedule_freshness_list(context, project_id=None, after=None, limit=None):
+    """What the freshness check needs, for servers in uuid order.
+
+    Every server not deleted in Nova (of ``project_id``, if given; with a
+    uuid after ``after``, if given; the first ``limit`` such servers, if
+    given) that an enabled schedule snapshots now, once per such
+    schedule, as rows of ``(instance, schedule, newest)``: the
+    :class:`~models.Instance`, the :class:`~models.Schedule`, and the
+    ``window_start`` of the newest ``available`` snapshot that schedule
+    took of that server (None if none). Ordered by server uuid, then
+    schedule age. Which schedules snapshot a server follows the
+    precedence of :func:`schedule_targets_by_precedence`.
+    """
+    session = context.session
+    pairs = _freshness_pairs(project_id, after)
+    instance = models.Instance
+    schedule = models.Schedule
+    snapshot = models.Snapshot
+    servers = sa.select(pairs.c.instance_uuid).distinct()
+    servers = servers.order_by(pairs.c.instance_uuid)
+    if limit is not None:
+        servers = servers.limit(limit)
+    uuids = list(session.execute(servers).scalars())
+    if not uuids:
+        return []
+    newest = (
+        sa.select(
+            snapshot.schedule_id,
+            snapshot.instance_uuid,
+            sa.func.max(snapshot.window_start).label("newest"),
+        )
+        .where(
+            snapshot.instance_uuid.in_(uuids),
+            snapshot.schedule_id.is_not(None),
+            snapshot.status == models.SNAPSHOT_AVAILABLE,
+        )
+        .group_by(snapshot.schedule_id, snapshot.instance_uuid)
+        .subquery("newest")
+    )
+    stmt = (
+        sa.select(instance, schedule, newest.c.newest)
+        .select_from(pairs)
+        .join(instance, instance.uuid == pairs.c.instance_uuid)
+        .join(schedule, schedule.id == pairs.c.schedule_id)
+        .outerjoin(
+            newest,
+            sa.and_(
+                newest.c.schedule_id == pairs.c.schedule_id,
+                newest.c.instance_uuid == pairs.c.instance_uuid,
+            ),
+        )
+        .where(pairs.c.instance_uuid.in_(uuids))
+        .order_by(instance.uuid, schedule.created_at, schedule.id)
+    )
+    return [tuple(row) for row in session.execute(stmt)]
+
+
+# Servers Nova deleted: stopping their schedules, and the release of
+# their storage (doc/source/conductor.rst)
+
+
+@context_manager.writer
+def instance_begin_release(context, instance_uuid, deleted_at, now):
+    """Record that Nova deleted the instance, and owe its release.
+
+    In one transaction: the row gets ``deleted_at`` (which takes it out
+    of every schedule's targets and every tenant's list of policies), its
+    own schedules are switched off for good, and its release becomes
+    pending, due at ``now``. True the first time only; a row already
+    marked deleted is left as it is.
+    """
+    session = context.session
+    instance = models.Instance
+    began = _conditional_update(
+        session,
+        instance,
+        instance_uuid,
+        (instance.deleted_at.is_(None),),
+        {
+            "deleted_at": deleted_at,
+            "release_state": models.RELEASE_PENDING,
+            "release_attempts": 0,
+            "release_next_at": now,
+            "release_error": None,
+            "updated_at": models.utcnow(),
+        },
+    )
+    if began:
+        session.execute(
+            sa.update(models.Schedule)
+            .where(models.Schedule.instance_uuid == instance_uuid)
+            .values(
+                enabled=False, next_run_at=None, updated_at=models.utcnow()
+            )
+            .execution_options(synchronize_session=False)
+        )
+        # A restore works in place: none holds a server Nova deleted, so
+        # the release may delete the snapshot a failed one kept (one
+        # still running fails at its next step on Nova's 404).
+        operation = models.Operation
+        session.execute(
+            sa.update(operation)
+            .where(operation.held_instance_uuid == instance_uuid)
+            .values(held_instance_uuid=None, updated_at=operation.updated_at)
+            .execution_options(synchronize_session=False)
+        )
+    return began
+
+
+@context_manager.writer
+def instance_claim_releases(context, now, lease_until, limit):
+    """Take up to ``limit`` pending releases due at ``now``.
+
+    ``FOR UPDATE SKIP LOCKED``, and ``release_next_at`` moved to
+    ``lease_until`` in the same transaction: conductors side by side
+    share the due releases, and one that dies while it works on a
+    release leaves it due again at ``lease_until``. Most overdue first.
+    """
+    instance = models.Instance
+    session = context.session
+    stmt = (
+        sa.select(instance)
+        .where(
+            instance.release_state == models.RELEASE_PENDING,
+            instance.release_next_at <= now,
+        )
+        .order_by(instance.release_next_at, instance.uuid)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    claimed = list(session.execute(stmt).scalars())
+    if claimed:
+        session.execute(
+            sa.update(instance)
+            .where(instance.uuid.in_([row.uuid for row in claimed]))
+            .values(release_next_at=lease_until)
+            .execution_options(synchronize_session=False)
+        )
+    return [_get(session, instance, row.uuid) for row in claimed]
+
+
+@context_manager.writer
+def instance_release_defer(
+    context, instance_uuid, attempts, next_attempt_at, error
+):
+    """A try of a pending release failed: count it, say why, and when
+    the next one is due. Only if nobody counted this try already (the
+    release is still pending after ``attempts`` tries). True if so."""
+    instance = models.Instance
+    return _conditional_update(
+        context.session,
+        instance,
+        instance_uuid,
+        (
+            instance.release_state == models.RELEASE_PENDING,
+            instance.release_attempts == attempts,
+        ),
+        {
+            "release_attempts": attempts + 1,
+            "release_next_at": next_attempt_at,
+            "release_error": error,
+            "updated_at": models.utcnow(),
+        },
+    )
+
+
+@context_manager.writer
+def instance_release_finish(context, instance_uuid, state, error=None):
+    """End a pending release: ``done``, or ``abandoned`` by an operator
+    (``error`` says why). True if it was pending."""
+    _check_choice(
+        "release state",
+        state,
+        (models.RELEASE_DONE, models.RELEASE_ABANDONED),
+    )
+    instance = models.Instance
+    return _conditional_update(
+        context.session,
+        instance,
+        instance_uuid,
+        (instance.release_state == models.RELEASE_PENDING,),
+        {
+            "release_state": state,
+            "release_next_at": None,
+            "release_error": error,
+            "updated_at": models.utcnow(),
+        },
+    )
+
+
+@context_manager.writer
+def instance_release_retry_now(context, instance_uuid, now):
+    """An operator asks for the next try of a pending release at once.
+    True if it was pending."""
+    instance = models.Instance
+    return _conditional_update(
+        context.session,
+        instance,
+        instance_uuid,
+        (instance.release_state == models.RELEASE_PENDING,),
+        {"release_next_at": now, "updated_at": models.utcnow()},
+    )
+
+
+@context_manager.writer
+def instance_release_retry_all(context, now):
+    """Make every pending release due at ``now`` (an agent came up);
+    returns how many."""
+    instance = models.Instance
+    result = context.session.execute(
+        sa.update(instance)
+        .where(
+            instance.release_state == models.RELEASE_PENDING,
+            instance.release_next_at > now,
+        )
+        .values(release_next_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount
+
+
+@context_manager.reader
+def instance_list_releases(context, states=(models.RELEASE_PENDING,)):
+    """Instances whose release is in one of ``states``, most overdue
+    first (the operators' view)."""
+    instance = models.Instance
+    stmt = (
+        sa.select(instance)
+        .where(instance.release_state.in_(list(states)))
+        .order_by(instance.release_next_at, instance.uuid)
+    )
+    return list(context.session.execute(stmt).scalars())
+
+
+# Quotas (snapmanager_nova/quota.py applies them)
+
+# The snapshots a quota counts: those that exist or are on their way.
+# Failed ones hold no finished copy, and deleted ones none at all; a
+# scheduled snapshot the quota refused is recorded as failed, so it must
+# not count against the quota that refused it.
+QUOTA_COUNTED_STATUSES = (
+    models.SNAPSHOT_CREATING,
+    models.SNAPSHOT_AVAILABLE,
+    models.SNAPSHOT_DELETING,
+)
+
+
+@context_manager.reader
+def project_quota_get_all(context, project_id):
+    """The project's overridden limits, as ``{resource: hard_limit}``."""
+    quota = models.ProjectQuota
+    stmt = sa.select(quota.resource, quota.hard_limit).where(
+        quota.project_id == project_id
+    )
+    return dict(context.session.execute(stmt).all())
+
+
+@context_manager.writer
+def project_quota_set(context, project_id, limits):
+    """Record the limits ``{resource: hard_limit}`` of a project; the
+    project's other overrides stay."""
+    now = models.utcnow()
+    for resource, hard_limit in limits.items():
+        _upsert(
+            context.session,
+            models.ProjectQuota,
+            {
+                "project_id": project_id,
+                "resource": resource,
+                "hard_limit": hard_limit,
+                "created_at": now,
+            },
+            ["project_id", "resource"],
+            {"hard_limit": hard_limit, "updated_at": now},
+        )
+
+
+@context_manager.writer
+def project_quota_delete_all(context, project_id):
+    """Drop the project's overrides: its defaults apply again."""
+    quota = models.ProjectQuota
+    context.session.execute(
+        sa.delete(quota).where(quota.project_id == project_id)
+    )
+
+
+@context_manager.reader
+def snapshot_usage(context, project_id):
+    """``(count, bytes)`` of the project's snapshots a quota counts.
+
+    Bytes are the sizes the agents reported; a snapshot whose backend
+    could not say counts as 0.
+    """
+    snapshot = models.Snapshot
+    stmt = sa.select(
+        sa.func.count(snapshot.id),
+        sa.func.coalesce(sa.func.sum(snapshot.size_bytes), 0),
+    ).where(
+        snapshot.project_id == project_id,
+        snapshot.status.in_(QUOTA_COUNTED_STATUSES),
+    )
+    count, size = context.session.execute(stmt).one()
+    return int(count), int(size)
+
+
+@context_manager.reader
+def snapshot_on_demand_since(context, instance_uuid, since):
+    """``(count, oldest created_at)`` of the snapshots taken on request
+    of an instance since ``since``, whatever became of them (deleting
+    one must not make room for another).
+
+    Counted by their operations: only a snapshot taken on request has
+    one (a scheduled snapshot whose schedule was deleted has none).
+    """
+    operation = models.Operation
+    stmt = sa.select(
+        sa.func.count(operation.id), sa.func.min(operation.created_at)
+    ).where(
+        operation.instance_uuid == instance_uuid,
+        operation.type == "snapshot",
+        operation.created_at >= since,
+    )
+    count, oldest = context.session.execute(stmt).one()
+    if oldest is not None and oldest.tzinfo is None:
+        # An aggregate is not typed by the column: make it UTC as the
+        # column's own values are.
+        oldest = oldest.replace(tzinfo=datetime.UTC)
+    return int(count), oldest

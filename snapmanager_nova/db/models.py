@@ -72,11 +72,22 @@ SNAPSHOT_TRANSITIONS = {
     SNAPSHOT_DELETED: (),
 }
 
+# What is owed to a server Nova deleted (Instance.release_state; None
+# while Nova has the server).
+RELEASE_PENDING = "pending"
+RELEASE_DONE = "done"
+RELEASE_ABANDONED = "abandoned"
+RELEASE_STATES = (RELEASE_PENDING, RELEASE_DONE, RELEASE_ABANDONED)
+
 SCHEDULE_SOURCE_API = "api"
 SCHEDULE_SOURCE_OPERATOR = "operator"
 SCHEDULE_SOURCES = (SCHEDULE_SOURCE_API, SCHEDULE_SOURCE_OPERATOR)
 
-OPERATION_TYPES = ("restore", "delete", "snapshot")
+# "abandon": the way out of a failed restore, giving the server back
+# unlocked as the restore left it (doc/source/api.rst).
+OPERATION_TYPES = ("restore", "delete", "snapshot", "abandon")
+# The operations that hold their server (Operation.held_instance_uuid).
+HOLDING_TYPES = ("restore", "abandon")
 OPERATION_PENDING = "pending"
 OPERATION_RUNNING = "running"
 OPERATION_SUCCEEDED = "succeeded"
@@ -162,7 +173,11 @@ class Instance(TimestampMixin, Base):
     """
 
     __tablename__ = "instances"
-    __table_args__ = (MYSQL_TABLE_ARGS,)
+    __table_args__ = (
+        # The conductor's query for releases due again.
+        sa.Index(None, "release_state", "release_next_at"),
+        MYSQL_TABLE_ARGS,
+    )
 
     uuid: orm.Mapped[str] = orm.mapped_column(sa.String(36), primary_key=True)
     project_id: orm.Mapped[str] = orm.mapped_column(sa.String(255), index=True)
@@ -191,6 +206,15 @@ class Instance(TimestampMixin, Base):
         default=False, server_default=sa.false()
     )
     nova_synced_at: orm.Mapped[datetime.datetime | None]
+    # After Nova deleted the server: whether its storage is still owed a
+    # release (RELEASE_PENDING), tried again with backoff until the agent
+    # has done it or an operator gives it up (doc/source/conductor.rst).
+    release_state: orm.Mapped[str | None] = orm.mapped_column(sa.String(16))
+    release_attempts: orm.Mapped[int] = orm.mapped_column(
+        default=0, server_default="0"
+    )
+    release_next_at: orm.Mapped[datetime.datetime | None]
+    release_error: orm.Mapped[str | None] = orm.mapped_column(sa.Text)
 
 
 class Schedule(TimestampMixin, Base):
@@ -277,7 +301,12 @@ class Snapshot(TimestampMixin, Base):
     disks: orm.Mapped[list] = orm.mapped_column(sa.JSON, default=list)
     size_bytes: orm.Mapped[int | None] = orm.mapped_column(sa.BigInteger)
     quiesced: orm.Mapped[bool] = orm.mapped_column(default=False)
+    # ``error`` is the full text (an agent's exception, a library's
+    # output), for operators; ``error_summary`` what a tenant is told
+    # (api/views.py). A writer that sets no summary leaves tenants a
+    # generic one, so detail never reaches them by omission.
     error: orm.Mapped[str | None] = orm.mapped_column(sa.Text)
+    error_summary: orm.Mapped[str | None] = orm.mapped_column(sa.String(255))
     completed_at: orm.Mapped[datetime.datetime | None]
     expires_at: orm.Mapped[datetime.datetime | None] = orm.mapped_column(
         index=True
@@ -323,10 +352,43 @@ class Operation(TimestampMixin, Base):
     progress: orm.Mapped[int] = orm.mapped_column(default=0)
     step: orm.Mapped[str | None] = orm.mapped_column(sa.String(255))
     error: orm.Mapped[str | None] = orm.mapped_column(sa.Text)
+    # As a snapshot's: the full text for operators, the summary for
+    # tenants.
+    error_summary: orm.Mapped[str | None] = orm.mapped_column(sa.String(255))
     finished_at: orm.Mapped[datetime.datetime | None]
     # The conductor orchestrating it (restores): a restarted conductor
     # resumes its own, and one whose conductor is down is taken over.
     conductor_host: orm.Mapped[str | None] = orm.mapped_column(sa.String(255))
+    # When ``step`` began, by the database's clock: a step's timeout is
+    # measured from it (``updated_at`` moves with every claim and report).
+    step_started_at: orm.Mapped[datetime.datetime | None]
+    # The instance a restore (or the abandonment of a failed one) holds:
+    # set from the request until it succeeds, and kept by a failed one
+    # until it is retried or abandoned. Unique, so the database itself
+    # allows one such operation per server; its snapshot is deleted by
+    # nobody and the schedule clock leaves the server alone meanwhile.
+    held_instance_uuid: orm.Mapped[str | None] = orm.mapped_column(
+        sa.String(36), unique=True
+    )
+
+
+class ProjectQuota(TimestampMixin, Base):
+    """An administrator's limit of one resource for one project.
+
+    Overrides the ``[quota]`` default of ``resource`` (snapmanager_nova/
+    quota.py names the resources); -1 is unlimited.
+    """
+
+    __tablename__ = "project_quotas"
+    __table_args__ = (MYSQL_TABLE_ARGS,)
+
+    project_id: orm.Mapped[str] = orm.mapped_column(
+        sa.String(255), primary_key=True
+    )
+    resource: orm.Mapped[str] = orm.mapped_column(
+        sa.String(64), primary_key=True
+    )
+    hard_limit: orm.Mapped[int] = orm.mapped_column(sa.BigInteger)
 
 
 class Service(Base):

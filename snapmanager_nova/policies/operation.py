@@ -14,6 +14,33 @@ rules = [
         ],
         scope_types=["project"],
     ),
+    policy.DocumentedRuleDefault(
+        name="snapmanager:operation:retry",
+        check_str=base.PROJECT_MEMBER_OR_ADMIN,
+        description="Retry a failed restore that still holds its server: "
+        "restore again from the same snapshot.",
+        operations=[
+            {
+                "method": "POST",
+                "path": "/v1/operations/{operation_id}/action (retry)",
+            }
+        ],
+        scope_types=["project"],
+    ),
+    policy.DocumentedRuleDefault(
+        name="snapmanager:operation:abandon",
+        check_str=base.PROJECT_MEMBER_OR_ADMIN,
+        description="Abandon a failed restore that still holds its server: "
+        "Snapmanager unlocks the server and leaves it as the restore left "
+        "it (stopped, if it got that far).",
+        operations=[
+            {
+                "method": "POST",
+                "path": "/v1/operations/{operation_id}/action (abandon)",
+            }
+        ],
+        scope_types=["project"],
+    ),
 ]
 
 

@@ -13,10 +13,14 @@ Usage::
     window = spec.window_of(now)        # window.start: idempotency key
     due = spec.missed(last_run, now)    # one catch-up run, or None
     ids = schedule.plan_deletions(snapshots, policy, now, spec.timezone)
+    late = schedule.lateness(spec, now, grace, newest_window)  # or None
 """
 
 from snapmanager_nova.schedule.errors import RetentionError
 from snapmanager_nova.schedule.errors import SpecError
+from snapmanager_nova.schedule.freshness import Lateness
+from snapmanager_nova.schedule.freshness import expected_window
+from snapmanager_nova.schedule.freshness import lateness
 from snapmanager_nova.schedule.retention import RetentionPolicy
 from snapmanager_nova.schedule.retention import SnapshotInfo
 from snapmanager_nova.schedule.retention import plan_deletions
@@ -27,12 +31,15 @@ from snapmanager_nova.schedule.spec import parse_spec
 
 __all__ = [
     "FAMILIES",
+    "Lateness",
     "RetentionError",
     "RetentionPolicy",
     "SnapshotInfo",
     "Spec",
     "SpecError",
     "Window",
+    "expected_window",
+    "lateness",
     "parse_spec",
     "plan_deletions",
 ]

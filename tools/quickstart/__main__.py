@@ -9,10 +9,12 @@ if __package__ in (None, ""):
     # Run as `python3 tools/quickstart`: make the package importable.
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
     from quickstart import demo
+    from quickstart import horizon
     from quickstart import stack
     from quickstart._tools import minicloud
 else:
     from . import demo
+    from . import horizon
     from . import stack
     from ._tools import minicloud
 
@@ -46,20 +48,31 @@ demo-reader may only look; the tenant other does not see the server:
   openstack --os-cloud demo-reader server snapshot list {server}
   openstack --os-cloud other server snapshot list {server}
 
+The same in Horizon: open {horizon_url} and log in as
+{horizon_user} (password {horizon_password}); Project > Compute >
+Instances has a "Snapshot policy" action and a Snapshots tab, and
+Project > Compute > Snapshot Policies lists every server's policy.
+
   status: python3 tools/quickstart status
   stop:   python3 tools/quickstart down [--purge]"""
 
 
 def _up(args, cloud, snapmanager):
+    # Before the switch: the old mode's compute host removes its disks.
+    demo.retire(snapmanager, cloud.status(), "rbd" if args.rbd else "file")
     info = cloud.up(rbd=args.rbd, kvm=args.kvm, debug=args.debug)
     snapmanager.install()
     env = cloud.foundation(args.rbd)
     stack_info = snapmanager.up(info, env, debug=args.debug)
     server_id = demo.ensure(snapmanager, info)
+    dashboard = horizon.Horizon(args.dir).up(info)
     print(
         TRY_IT.format(
             server=demo.SERVER_NAME,
             server_id=server_id,
+            horizon_url=dashboard["login_url"],
+            horizon_user=dashboard["user"],
+            horizon_password=dashboard["password"],
             log_dir=pathlib.Path(stack_info["logs"]["snapmanager-api"]).parent,
             **stack_info,
         )
@@ -67,7 +80,11 @@ def _up(args, cloud, snapmanager):
 
 
 def _status(args, cloud, snapmanager):
-    status = {"minicloud": cloud.status(), "snapmanager": snapmanager.status()}
+    status = {
+        "minicloud": cloud.status(),
+        "snapmanager": snapmanager.status(),
+        "horizon": horizon.Horizon(args.dir).status(),
+    }
     if args.json:
         print(json.dumps(status, indent=2))
         return
@@ -83,7 +100,7 @@ def _status(args, cloud, snapmanager):
             status["snapmanager"]["api_url"],
         )
     )
-    for part in ("minicloud", "snapmanager"):
+    for part in ("minicloud", "snapmanager", "horizon"):
         for name, proc in status[part]["processes"].items():
             print(
                 "  %-22s %-8s %-8s %s"
@@ -143,6 +160,7 @@ def main(argv=None):
         if args.command == "up":
             _up(args, cloud, snapmanager)
         elif args.command == "down":
+            horizon.Horizon(args.dir).down(purge=args.purge)
             snapmanager.down(purge=args.purge)
             cloud.down(purge=args.purge)
         else:

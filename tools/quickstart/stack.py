@@ -248,6 +248,8 @@ class Stack(minicloud.cloud.MiniCloud):
                 # meanwhile would take this stack's share.
                 "notification_pool": "snapmanager-minicloud",
             },
+            # The demo policy takes a snapshot every minute (demo.py).
+            "quota": {"min_schedule_interval": 60},
             "compute": {
                 "instances_path": cloud["instances_path"],
                 "backends": "file,rbd" if rbd else "file",

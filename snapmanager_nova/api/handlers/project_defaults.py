@@ -6,6 +6,8 @@ project is named in the path and is itself the target of the policy
 check: a member may set their own project's default, an admin any
 project's. Naming another project is refused with 403, not 404: the
 project id is the caller's own input, so the refusal reveals nothing.
+Each change is announced once committed (``snapmanager.
+default_snapshot_policy.update|delete``).
 """
 
 from snapmanager_nova import exception
@@ -19,6 +21,7 @@ from snapmanager_nova.api.handlers import snapshot_policies
 from snapmanager_nova.api.schemas import snapshot_policy as schemas
 from snapmanager_nova.db import api as db_api
 from snapmanager_nova.db import models
+from snapmanager_nova.notifications import notifier
 
 # The width of the project_id columns.
 _MAX_PROJECT_ID = 255
@@ -70,7 +73,7 @@ class ProjectDefaultController:
     def update(self, req, project_id):
         context = self._authorize(req, snapshot_policies.SET, project_id)
         body = validation.json_body(req, schemas.PROJECT_DEFAULT)
-        requested = schedule_requests.parse(body["schedules"])
+        requested = schedule_requests.parse(body["schedules"], self.now())
         now = self.now()
         with db_api.context_manager.writer.using(context):
             schedules = schedule_requests.replace(
@@ -80,6 +83,9 @@ class ProjectDefaultController:
                 {"project_id": project_id, "is_project_default": True},
                 now,
             )
+        notifier.default_policy_changed(
+            context, "update", project_id, schedules
+        )
         return responses.json_response(
             200,
             {
@@ -98,4 +104,5 @@ class ProjectDefaultController:
                     project_id=project_id
                 )
             schedule_requests.delete_all(context, schedules)
+        notifier.default_policy_changed(context, "delete", project_id)
         return responses.no_content()

@@ -3,6 +3,7 @@
 from oslo_middleware import healthcheck
 
 from snapmanager_nova.api import errors
+from snapmanager_nova.api import microversion
 from snapmanager_nova.api import responses
 
 
@@ -25,6 +26,10 @@ class RootController:
                     {
                         "id": "v1",
                         "status": "CURRENT",
+                        # As Nova's: the range a client may ask for in
+                        # OpenStack-API-Version.
+                        "min_version": str(microversion.min_version()),
+                        "version": str(microversion.max_version()),
                         "links": [
                             {
                                 "rel": "self",

@@ -6,6 +6,9 @@ server as Nova describes it (project, host), switches snapshots on and
 makes the server's schedules exactly the ones sent. DELETE switches
 snapshots off and removes the schedules; the snapshots already taken
 stay, until deleted one by one.
+
+Each change is announced once committed (``snapmanager.snapshot_policy.
+update|delete``, doc/source/notifications.rst).
 """
 
 import collections
@@ -22,6 +25,7 @@ from snapmanager_nova.api.handlers import common
 from snapmanager_nova.api.schemas import snapshot_policy as schemas
 from snapmanager_nova.db import api as db_api
 from snapmanager_nova.db import models
+from snapmanager_nova.notifications import notifier
 
 PREFIX = "snapmanager:snapshot_policy:"
 SHOW = PREFIX + "show"
@@ -85,7 +89,7 @@ class SnapshotPolicyController:
         server = self.nova.get(context, server_id)
         self._authorize(context, SET, server.project_id, server_id)
         body = validation.json_body(req, schemas.SERVER_POLICY)
-        requested = schedule_requests.parse(body["schedules"])
+        requested = schedule_requests.parse(body["schedules"], self.now())
         now = self.now()
         with db_api.context_manager.writer.using(context):
             instance = db_api.instance_create_or_update(
@@ -94,6 +98,7 @@ class SnapshotPolicyController:
                 {
                     "project_id": server.project_id,
                     "host": server.host,
+                    "name": server.name,
                     "snapshot_enabled": True,
                     # PUT replaces the whole policy: left out is false.
                     "keep_after_delete": body.get("keep_after_delete", False),
@@ -106,6 +111,14 @@ class SnapshotPolicyController:
                 {"instance_uuid": server.id},
                 now,
             )
+        notifier.policy_changed(
+            context,
+            "update",
+            server.id,
+            server.project_id,
+            instance,
+            schedules,
+        )
         return _policy_response(instance, schedules)
 
     def delete(self, req, server_id):
@@ -118,6 +131,7 @@ class SnapshotPolicyController:
             db_api.instance_create_or_update(
                 context, server_id, {"snapshot_enabled": False}
             )
+        notifier.policy_changed(context, "delete", server_id, project_id)
         return responses.no_content()
 
     def index(self, req, query):

@@ -7,12 +7,21 @@ conductor, which records the outcome. Restoring is recorded as a pending
 operation: the conductor orchestrates it (lock and stop the server in
 Nova, have the agent restore, start and unlock), and the operation shows
 how far it got.
+
+The snapshot's changes made here are announced here, after the commit
+(``snapmanager.snapshot.create.start``, ``delete.start``, and the
+``.error`` of a cast the bus refused); the agent's outcome is the
+conductor's to announce.
 """
+
+import functools
 
 import oslo_messaging as messaging
 from oslo_log import log as logging
 
 from snapmanager_nova import exception
+from snapmanager_nova import nova_state
+from snapmanager_nova import quota
 from snapmanager_nova.api import authz
 from snapmanager_nova.api import context as api_context
 from snapmanager_nova.api import pagination
@@ -21,9 +30,9 @@ from snapmanager_nova.api import validation
 from snapmanager_nova.api import views
 from snapmanager_nova.api.handlers import common
 from snapmanager_nova.api.schemas import snapshot as schemas
-from snapmanager_nova.conductor import server_state
 from snapmanager_nova.db import api as db_api
 from snapmanager_nova.db import models
+from snapmanager_nova.notifications import notifier
 
 LOG = logging.getLogger(__name__)
 
@@ -46,9 +55,14 @@ _LISTED_BY_DEFAULT = [
 _AGENTS = "Snapmanager's compute agents"
 
 
-def _operation_url(req, operation):
-    """Where a client polls the operation a 202 answer started."""
-    return f"{req.application_url}/v1/operations/{operation.id}"
+def _server_names(context, snapshots):
+    """Server id -> name, from the inventory, in one query."""
+    return {
+        instance.uuid: instance.name
+        for instance in db_api.instance_list_by_uuids(
+            context, {row.instance_uuid for row in snapshots}
+        )
+    }
 
 
 class SnapshotController:
@@ -134,10 +148,22 @@ class SnapshotController:
             limit=page_size,
             marker=marker,
         )
+        names = _server_names(context, snapshots)
+        # Asked once per owning project, not once per row.
+        detail = functools.cache(
+            lambda project_id: authz.sees_error_detail(context, project_id)
+        )
         return responses.json_response(
             200,
             {
-                "snapshots": [views.snapshot(row) for row in snapshots],
+                "snapshots": [
+                    views.snapshot(
+                        row,
+                        names.get(row.instance_uuid),
+                        error_detail=detail(row.project_id),
+                    )
+                    for row in snapshots
+                ],
                 "snapshots_links": pagination.links(
                     req, query, snapshots, page_size, lambda row: row.id
                 ),
@@ -147,8 +173,18 @@ class SnapshotController:
     def show(self, req, snapshot_id):
         context = api_context.get(req)
         snapshot = self._get_snapshot(context, SHOW, snapshot_id)
+        names = _server_names(context, [snapshot])
         return responses.json_response(
-            200, {"snapshot": views.snapshot(snapshot)}
+            200,
+            {
+                "snapshot": views.snapshot(
+                    snapshot,
+                    names.get(snapshot.instance_uuid),
+                    error_detail=authz.sees_error_detail(
+                        context, snapshot.project_id
+                    ),
+                )
+            },
         )
 
     # Taking a snapshot now
@@ -164,8 +200,18 @@ class SnapshotController:
         )
         body = validation.json_body(req, schemas.CREATE, required=False)
         quiesce = (body or {}).get("quiesce", schemas.DEFAULT_QUIESCE)
+        # Stopped and locked for a restore, or held by a failed one: a
+        # snapshot now would race the agent's restore.
+        holder = db_api.operation_holding(context, server_id)
+        if holder is not None:
+            raise exception.ServerHeld(
+                server_id=server_id,
+                type=holder.type,
+                operation_id=holder.id,
+                state=holder.state,
+            )
         if (
-            server.status not in server_state.SNAPSHOTTABLE_STATUSES
+            server.status not in nova_state.SNAPSHOTTABLE_STATUSES
             or not server.host
         ):
             raise exception.ServerNotReady(
@@ -180,6 +226,9 @@ class SnapshotController:
                 server.id,
                 {"project_id": server.project_id, "host": server.host},
             )
+            # Refused ones write nothing: the transaction rolls back.
+            quota.check_on_demand_rate(context, server.id, models.utcnow())
+            quota.check_snapshot(context, server.project_id)
             index = db_api.instance_allocate_snapshot_index(context, server.id)
             snapshot = db_api.snapshot_create(
                 context,
@@ -197,6 +246,13 @@ class SnapshotController:
                     "snapshot_id": snapshot.id,
                 },
             )
+        notifier.snapshot_changed(
+            context,
+            snapshot,
+            None,
+            source=notifier.API,
+            operation_id=operation.id,
+        )
         # Cast after the commit, so the agent never works on rows that
         # are not there yet.
         self._cast_or_fail(
@@ -233,6 +289,7 @@ class SnapshotController:
                 snapshot_id=snapshot_id,
                 reason=f"no compute host is known for server {instance.uuid}",
             )
+        previous = snapshot.status
         with db_api.context_manager.writer.using(context):
             # Conditional: of two concurrent deletes one gets 409.
             snapshot = db_api.snapshot_update_status(
@@ -246,6 +303,13 @@ class SnapshotController:
                     "snapshot_id": snapshot_id,
                 },
             )
+        notifier.snapshot_changed(
+            context,
+            snapshot,
+            previous,
+            source=notifier.API,
+            operation_id=operation.id,
+        )
         self._cast_or_fail(
             context,
             snapshot,
@@ -277,47 +341,36 @@ class SnapshotController:
                 instance_uuid=snapshot.instance_uuid,
                 reason=f"it is {snapshot.status}, not available",
             )
+        if any(disk.get("kept") for disk in snapshot.disks or ()):
+            # Marked by the conductor (conductor/inventory.py) when Nova
+            # replaced the server's disks: refused before anything is
+            # locked or stopped.
+            raise exception.SnapshotNotRestorable(
+                index=snapshot.snapshot_index,
+                instance_uuid=snapshot.instance_uuid,
+                reason="the server was rebuilt or shelve-offloaded after "
+                "it was taken, and its disks are new ones; the snapshot "
+                "can only be deleted",
+            )
         server_id = snapshot.instance_uuid
-        try:
-            self.nova.get(context, server_id)
-        except exception.ServerNotFound:
-            raise exception.ServerNotReady(
-                server_id=server_id,
-                action="restored",
-                reason="Nova no longer has it, and a restore works in place",
-            ) from None
-        with db_api.context_manager.writer.using(context):
-            unfinished = db_api.operation_list(
-                context,
-                instance_uuid=server_id,
-                state=[models.OPERATION_PENDING, models.OPERATION_RUNNING],
-            )
-            if any(op.type == "restore" for op in unfinished):
-                raise exception.InstanceBusy(instance_uuid=server_id)
-            operation = db_api.operation_create(
-                context,
-                {
-                    "type": "restore",
-                    "instance_uuid": server_id,
-                    "snapshot_id": snapshot.id,
-                },
-            )
-        return responses.json_response(
-            202,
-            {"operation": views.operation(operation)},
-            headers={"Location": _operation_url(req, operation)},
+        common.check_restorable(self.nova, context, server_id)
+        # The restore's hold on the server is a unique key: of two
+        # requests racing, the database lets one in (ServerHeld, 409).
+        operation = db_api.operation_create(
+            context,
+            {
+                "type": "restore",
+                "instance_uuid": server_id,
+                "snapshot_id": snapshot.id,
+            },
         )
+        return common.operation_accepted(req, operation)
 
     # Shared
 
     def _accepted(self, req, snapshot, operation):
-        return responses.json_response(
-            202,
-            {
-                "snapshot": views.snapshot(snapshot),
-                "operation": views.operation(operation),
-            },
-            headers={"Location": _operation_url(req, operation)},
+        return common.operation_accepted(
+            req, operation, {"snapshot": views.snapshot(snapshot)}
         )
 
     def _cast_or_fail(self, context, snapshot, operation, cast):
@@ -337,13 +390,29 @@ class SnapshotController:
                 exc,
             )
             reason = "the request could not be sent to the compute agent"
-            db_api.snapshot_update_status(
-                context, snapshot.id, models.SNAPSHOT_ERROR, error=reason
+            # Written for tenants: the summary is the same text.
+            failed = db_api.snapshot_update_status(
+                context,
+                snapshot.id,
+                models.SNAPSHOT_ERROR,
+                error=reason,
+                error_summary=reason,
             )
             db_api.operation_update(
                 context,
                 operation.id,
-                {"state": models.OPERATION_FAILED, "error": reason},
+                {
+                    "state": models.OPERATION_FAILED,
+                    "error": reason,
+                    "error_summary": reason,
+                },
+            )
+            notifier.snapshot_changed(
+                context,
+                failed,
+                snapshot.status,
+                source=notifier.API,
+                operation_id=operation.id,
             )
             raise exception.ServiceUnavailable(
                 service=_AGENTS, reason=reason

@@ -26,6 +26,16 @@ ACTION = {
     "additionalProperties": False,
 }
 
+# The tenant's way out of a failed restore (POST /v1/operations/{id}/
+# action): exactly one of these, checked by the handler so the message
+# can say so.
+OPERATION_ACTIONS = ("retry", "abandon")
+OPERATION_ACTION = {
+    "type": "object",
+    "properties": {name: RESTORE for name in OPERATION_ACTIONS},
+    "additionalProperties": False,
+}
+
 _STATUS = {"type": "string", "enum": list(models.SNAPSHOT_STATUSES)}
 
 LIST_QUERY = common.query_schema(

@@ -21,6 +21,7 @@ import time
 
 import libvirt
 from oslo_log import log as logging
+from oslo_utils import excutils
 
 from snapmanager_nova import conf as sm_conf
 from snapmanager_nova import exception
@@ -84,32 +85,113 @@ def merge_domain(instance_uuid, dom):
 
 
 def finish(instance_uuid, dom, pending):
-    """Merge the overlays a snapshot just made, however the domain is."""
-    if nova_files.call("domain state", dom.isActive):
-        commit_online(dom, pending)
-    else:
-        # The guest powered off during the copy: QEMU, and the chance of
-        # a live commit, went with it.
-        LOG.warning(
-            "%s stopped while its overlays were active; merging them offline",
-            instance_uuid,
+    """Merge the overlays a snapshot just made, however the domain is.
+
+    Only overlays the domain still uses are merged. Nova's hard reboot,
+    or a stop and start, redefines the domain from Nova's records while
+    the copy runs: the guest then writes into Nova's ``disk`` again, the
+    copy is not of one instant, and the overlay, which no XML names any
+    more, is removed. That raises DisksChanged; Nova's ``disk`` is left
+    as Nova left it (a commit now would merge it into the ``_base`` file
+    other instances share).
+    """
+    try:
+        if nova_files.call("domain state", dom.isActive):
+            lost = commit_online(dom, pending)
+        else:
+            # The guest powered off during the copy: QEMU, and the
+            # chance of a live commit, went with it. What the definition
+            # still names holds the guest's last writes and is merged.
+            lost = _unused(dom, pending)
+            LOG.warning(
+                "%s stopped while its overlays were active; merging them "
+                "offline",
+                instance_uuid,
+            )
+            merge_domain(instance_uuid, dom)
+    except exception.BackendError:
+        with excutils.save_and_reraise_exception() as error:
+            # libvirt refuses a commit whose overlay left the chain
+            # between our last look and the call.
+            lost = _unused(dom, pending)
+            error.reraise = not lost
+    if lost:
+        orphans = _unused(dom, lost)
+        for _target, path, _below in orphans:
+            nova_files.remove(path)
+        if len(orphans) < len(lost):
+            # Still named, but not as the active layer over Nova's disk:
+            # nothing to commit safely; recovery looks at it again.
+            raise exception.BackendError(
+                operation="block commit",
+                origin="libvirt",
+                origin_code=None,
+                detail="an overlay is no longer the active layer over "
+                "Nova's disk",
+            )
+        raise exception.DisksChanged(
+            instance_uuid=instance_uuid,
+            reason="the domain was redefined without the overlay on "
+            + ", ".join(sorted(target for target, _p, _b in lost)),
         )
-        merge_domain(instance_uuid, dom)
+
+
+def _unused(dom, pending):
+    """The entries of ``pending`` whose overlay no XML of the domain
+    names: Nova redefined the domain and dropped them."""
+    used = nova_files.used_files(dom)
+    return [entry for entry in pending if entry[1] not in used]
+
+
+def split_ours(dom, pending):
+    """(still ours, lost) entries of ``pending``, from the live XML.
+
+    Ours: the disk's active layer is the overlay and the file below it
+    is the one expected. Anything else means the domain was redefined
+    (by Nova) since ``pending`` was built, and nothing may be committed.
+    """
+    live = {
+        disk.target: disk
+        for disk in overlay.domain_disks(
+            nova_files.call("domain XML", dom.XMLDesc, 0)
+        )
+    }
+    ours, lost = [], []
+    for entry in pending:
+        target, path, below = entry
+        disk = live.get(target)
+        if disk is not None and disk.source == path and disk.backing == below:
+            ours.append(entry)
+        else:
+            lost.append(entry)
+    return ours, lost
 
 
 def commit_online(dom, pending):
     """Merge overlays into the file below and pivot back to it.
 
-    ``pending`` lists ``(target, overlay, below)``. Afterwards the live
-    and persistent XML name ``below`` and the overlay files are gone.
+    ``pending`` lists ``(target, overlay, below)``. The live XML is read
+    again first and only overlays that are still the active layer over
+    ``below`` are merged; afterwards the live and persistent XML name
+    ``below`` and those overlay files are gone. Returns the entries that
+    were not ours any more (left alone).
     """
     timeout = CONF.compute.call_timeout
     total = CONF.compute.copy_timeout
     deadline = time.monotonic() + total
-    for target, _overlay, _below in pending:
+    pending, lost = split_ours(dom, pending)
+    if lost:
+        LOG.warning(
+            "%s no longer runs on overlays %s: not committing them",
+            dom.UUIDString(),
+            ", ".join(path for _target, path, _below in lost),
+        )
+    if not pending:
+        return lost
+    for target, path, below in pending:
         job = overlay.job_info(dom, target, timeout)
         if not job:
-            overlay.start_commit(dom, target, timeout)
+            overlay.start_commit(dom, target, path, below, timeout)
         elif (
             job.get("type") != libvirt.VIR_DOMAIN_BLOCK_JOB_TYPE_ACTIVE_COMMIT
         ):
@@ -148,6 +230,7 @@ def commit_online(dom, pending):
     )
     for _target, path, _below in pending:
         nova_files.remove(path)
+    return lost
 
 
 def commit_offline(dom, pending):

@@ -165,14 +165,22 @@ def job_info(dom, target, timeout):
     )
 
 
-def start_commit(dom, target, timeout):
+def start_commit(dom, target, top, base, timeout):
+    """Commit ``top`` (our overlay, the active layer) into ``base``.
+
+    Both are named rather than left to libvirt (the active layer and
+    the one below it): if Nova redefined the domain since its XML was
+    last read, ``top`` is no longer in the disk's chain and libvirt
+    refuses, instead of merging Nova's ``disk`` into the ``_base`` file
+    other instances share.
+    """
     calls.bounded(
         f"blockCommit {target}",
         timeout,
         dom.blockCommit,
         target,
-        None,
-        None,
+        base,
+        top,
         0,
         COMMIT_FLAGS,
     )

@@ -34,10 +34,15 @@ Consistency across disks
     differ from the snapshot's. The group stays while it has snapshots.
 
 Crash safety
-    Before anything is snapshotted, every image gets the metadata key
-    ``<prefix>pending-<index>``, removed once the set is complete. Listings
-    skip marked snapshots; recovery discards them on all the instance's
-    images and clears group memberships. A set is never judged by which
+    Before anything is snapshotted, the instance's intent object
+    (``<prefix>intent-<uuid>``, a RADOS object in the pool, not an image)
+    gets the omap key ``<prefix>pending-<index>``, removed once the set is
+    complete. The images themselves are not written: their metadata goes
+    through the exclusive lock the guest's QEMU holds. Listings skip
+    snapshots with an intent (or a metadata mark of an older agent);
+    recovery discards them on all the instance's images and clears group
+    memberships; a retry of the index removes what the earlier attempt
+    left, once no call of it is still running. A set is never judged by which
     disks carry the snapshot: an instance's disks change over its life (a
     resize can add ``disk.local``), so a complete old snapshot may
     legitimately be missing on a newer disk.
@@ -109,8 +114,9 @@ def _test_crash_point(stage):
     """Where crash-safety tests kill the agent; does nothing otherwise.
 
     Stages: ``image-snapshotted`` (after each plain image snapshot),
-    ``group-member-added`` (after each image joins the group) and
-    ``group-snapshotted`` (group snapshot made, members not yet removed).
+    ``group-member-added`` (after each image joins the group),
+    ``group-snapshotted`` (group snapshot made, members not yet removed)
+    and ``rollback-starting`` (a restore's rollback about to be called).
     """
 
 
@@ -135,14 +141,23 @@ class RbdBackend(base.Backend):
     def snapshot(self, instance, dom, index, quiesce):
         guest.validate_policy(quiesce)
         disks = self._rbd_disks(instance)
+        # Calls that overrun their deadline are tracked per instance, so
+        # that a retry can wait for them (_clean_earlier_attempt).
+        with calls.scope(instance.uuid):
+            return self._snapshot(instance, dom, disks, index, quiesce)
+
+    def _snapshot(self, instance, dom, disks, index, quiesce):
         states = [self._existing_image(instance, disk) for disk in disks]
+        pending = self._pending(instance.uuid, disks, states)
+        if index in pending:
+            states = self._clean_earlier_attempt(instance.uuid, disks, index)
         for state in states:
-            if index in state.indexes or index in state.pending:
+            if index in state.indexes:
                 raise exception.SnapshotIndexInUse(
                     instance_uuid=instance.uuid, index=index
                 )
         running = self._libvirt("domain state", dom.isActive)
-        self._mark_pending(disks, index)
+        self._mark_pending(instance.uuid, disks, index)
         try:
             kind, quiesced, pause = self._take(
                 instance, dom, disks, index, quiesce, running
@@ -154,9 +169,9 @@ class RbdBackend(base.Backend):
             # Nothing half made may stay: a snapshot that failed is gone.
             self._discard_after_failure(instance.uuid, disks, index, exc)
             raise
-        # Last: until the marks go, recovery would discard the snapshot and
-        # listings do not count it.
-        self._clear_pending(disks, index)
+        # Last: until the intent goes, recovery would discard the
+        # snapshot and listings do not count it.
+        self._clear_pending(instance.uuid, disks, index)
         LOG.debug(
             "Snapshot %d of %s: %s, quiesced=%s, pause %.3f s",
             index,
@@ -257,7 +272,7 @@ class RbdBackend(base.Backend):
                 detail=f"snapshot {index} missing right after creation",
             )
         ioctx = self._client.ioctx(disk.pool)
-        size, used = self._ceph(
+        size, used = self._client.data_call(
             f"measure {disk.pool}/{disk.image}@{snap.name}",
             rbd_images.measure,
             ioctx,
@@ -286,7 +301,7 @@ class RbdBackend(base.Backend):
             disk.image: self._existing_image(instance, disk)
             for disk in current
         }
-        if any(index in state.pending for state in states.values()):
+        if index in self._pending(uuid, current, states.values()):
             raise exception.SnapshotNotRestorable(
                 instance_uuid=uuid,
                 index=index,
@@ -323,7 +338,8 @@ class RbdBackend(base.Backend):
             # images; ours left the group right after the snapshot, so
             # they join it again for the rollback, and leave after it.
             with self._group_members(covered[0].pool, uuid, covered) as group:
-                self._ceph(
+                _test_crash_point("rollback-starting")
+                self._client.data_call(
                     f"roll back group {self.names.group(uuid)} to {name}",
                     group.rollback_to_snap,
                     name,
@@ -331,7 +347,8 @@ class RbdBackend(base.Backend):
         else:
             for disk in covered:
                 with self._client.image(disk.pool, disk.image) as image:
-                    self._ceph(
+                    _test_crash_point("rollback-starting")
+                    self._client.data_call(
                         f"roll back {disk.pool}/{disk.image} to {name}",
                         image.rollback_to_snap,
                         name,
@@ -425,7 +442,7 @@ class RbdBackend(base.Backend):
             before is not None and before.namespace != rbd_images.NS_USER
         ):
             return 0  # librbd diffs from user-namespace snapshots only
-        return self._ceph(
+        return self._client.data_call(
             f"estimate space of {state.name}@{snap.name}",
             rbd_images.exclusive_bytes,
             self._client.ioctx(state.pool),
@@ -468,7 +485,7 @@ class RbdBackend(base.Backend):
     def list_indexes(self, instance_uuid):
         pool = CONF.rbd.pool
         nova, kept = self._instance_images(pool, instance_uuid)
-        indexes, pending = set(), set()
+        indexes, pending = set(), self._intents(pool, instance_uuid)
         for state in self._read_images(instance_uuid, pool, nova + kept):
             indexes |= state.indexes
             pending |= state.pending
@@ -521,6 +538,7 @@ class RbdBackend(base.Backend):
             nova, kept = self._instance_images(pool, uuid)
             states = self._read_images(uuid, pool, nova + kept)
             unfinished = set().union(*(state.pending for state in states))
+            unfinished |= self._intents(pool, uuid)
             unfinished |= {
                 index
                 for index, complete in self._group_snapshots(
@@ -532,6 +550,7 @@ class RbdBackend(base.Backend):
                 self._discard(uuid, pool, index, states)
                 discarded.append(index)
             self._remove_group_if_unused(pool, uuid)
+            self._drop_intents(pool, uuid)
         thaw_note = f"guest was frozen: thawed {thawed} filesystem(s)"
         detail = "partial snapshot removed from every disk"
         if thawed:
@@ -602,9 +621,11 @@ class RbdBackend(base.Backend):
         self._leave_group(pool, instance_uuid)
         nova, _kept = self._instance_images(pool, instance_uuid)
         states = self._read_images(instance_uuid, pool, nova)
-        for index in sorted(set().union(*(s.pending for s in states))):
+        pending = set().union(*(s.pending for s in states))
+        for index in sorted(pending | self._intents(pool, instance_uuid)):
             self._discard(instance_uuid, pool, index, states)
             states = self._read_images(instance_uuid, pool, nova)
+        self._drop_intents(pool, instance_uuid)
         indexes = sorted(set().union(*(state.indexes for state in states)))
         if not keep:
             for index in indexes:
@@ -729,34 +750,107 @@ class RbdBackend(base.Backend):
             self.names.group(instance_uuid),
         )
 
-    def _mark_pending(self, disks, index):
+    # Crash intent: the instance's intent object (one per pool of its
+    # disks), never the images: writing an image's metadata goes through
+    # its exclusive lock, which QEMU holds (librbd hands the request to
+    # QEMU's librbd, or takes the lock when QEMU has not written yet).
+
+    def _mark_pending(self, instance_uuid, disks, index):
         key = self.names.pending_key(index)
         value = json.dumps([f"{d.pool}/{d.image}" for d in disks])
-        for disk in disks:
-            with self._client.image(disk.pool, disk.image) as image:
-                self._ceph(
-                    f"mark {disk.image} pending",
-                    image.metadata_set,
-                    key,
-                    value,
-                )
-
-    def _clear_pending(self, disks, index):
-        key = self.names.pending_key(index)
-        for disk in disks:
+        name = self.names.intent_object(instance_uuid)
+        for pool in sorted({disk.pool for disk in disks}):
             self._ceph(
-                f"unmark {disk.image}",
-                rbd_images.remove_metadata,
-                self._client.ioctx(disk.pool),
-                disk.image,
+                f"record intent {key} of {instance_uuid}",
+                rbd_images.intent_set,
+                self._client.ioctx(pool),
+                name,
                 key,
+                value,
             )
+
+    def _clear_pending(self, instance_uuid, disks, index):
+        for pool in sorted({disk.pool for disk in disks}):
+            self._forget_intent(pool, instance_uuid, index)
+
+    def _forget_intent(self, pool, instance_uuid, index):
+        key = self.names.pending_key(index)
+        self._ceph(
+            f"forget intent {key} of {instance_uuid}",
+            rbd_images.intent_remove,
+            self._client.ioctx(pool),
+            self.names.intent_object(instance_uuid),
+            key,
+        )
+
+    def _intents(self, pool, instance_uuid):
+        """Indexes the instance's intent object in ``pool`` records."""
+        keys = self._ceph(
+            f"read intent of {instance_uuid}",
+            rbd_images.intent_read,
+            self._client.ioctx(pool),
+            self.names.intent_object(instance_uuid),
+        )
+        parsed = {self.names.parse_pending_key(key) for key in keys}
+        return parsed - {None}
+
+    def _drop_intents(self, pool, instance_uuid):
+        self._ceph(
+            f"drop intent object of {instance_uuid}",
+            rbd_images.intent_drop,
+            self._client.ioctx(pool),
+            self.names.intent_object(instance_uuid),
+        )
+
+    def _pending(self, instance_uuid, disks, states):
+        """Indexes being taken: the intent objects, and the image
+        metadata marks older agents set."""
+        pending = set().union(*(state.pending for state in states))
+        for pool in sorted({disk.pool for disk in disks}):
+            pending |= self._intents(pool, instance_uuid)
+        return pending
+
+    def _clean_earlier_attempt(self, instance_uuid, disks, index):
+        """Remove what an earlier attempt at snapshot ``index`` left (it
+        timed out, or failed and could not clean up); the images' states
+        after it.
+
+        A call of that attempt still running in librbd could create
+        something after the clean-up: wait for it first, within the call
+        deadline, and fail (to be retried again) if it is still running.
+        """
+        if not calls.settle(instance_uuid, CONF.compute.call_timeout):
+            raise exception.BackendTimeout(
+                operation=f"earlier attempt at snapshot {index}",
+                timeout=CONF.compute.call_timeout,
+                origin="timeout",
+                origin_code=None,
+                detail="a call of it is still running",
+            )
+        LOG.warning(
+            "Snapshot %d of %s was tried before and did not finish: "
+            "removing what that attempt left and taking it again",
+            index,
+            instance_uuid,
+        )
+        states = []
+        for pool in sorted({disk.pool for disk in disks}):
+            self._leave_group(pool, instance_uuid)
+            nova, kept = self._instance_images(pool, instance_uuid)
+            pool_states = self._read_images(instance_uuid, pool, nova + kept)
+            self._discard(instance_uuid, pool, index, pool_states)
+        for disk in disks:
+            states.append(
+                self._read_image(instance_uuid, disk.pool, disk.image)
+            )
+        return [state for state in states if state is not None]
 
     def _discard(self, instance_uuid, pool, index, states):
         """Remove every trace of snapshot ``index`` in ``pool``.
 
         Idempotent: the group snapshot (whatever its state), the plain
-        snapshots on every image of the instance and the pending marks.
+        snapshots on every image of the instance, an older agent's marks
+        in their metadata, and the intent.
         """
         name = self.names.snapshot(index)
         ioctx = self._client.ioctx(pool)
@@ -776,7 +870,7 @@ class RbdBackend(base.Backend):
                 state.name,
                 name,
             )
-            if index in state.pending:
+            if index in state.pending:  # an older agent's mark
                 self._ceph(
                     f"unmark {state.name}",
                     rbd_images.remove_metadata,
@@ -784,16 +878,19 @@ class RbdBackend(base.Backend):
                     state.name,
                     key,
                 )
+        # Last: until it goes, the index is not counted.
+        self._forget_intent(pool, instance_uuid, index)
 
     def _discard_after_failure(self, instance_uuid, disks, index, exc):
         if isinstance(exc, exception.BackendTimeout):
-            # The abandoned call is still running inside librbd and may yet
-            # create what a cleanup now would miss. The pending marks stay:
-            # the snapshot is not counted, and delete() of the index or
-            # recovery at the next start removes whatever it left.
+            # The abandoned call may still be running inside librbd and
+            # may yet create what a cleanup now would miss. The intent
+            # stays: the snapshot is not counted, and a retry of the index
+            # (once that call ended), delete() of the index or recovery at
+            # the next start removes whatever it left.
             LOG.error(
                 "Snapshot %d of %s timed out; its remains are removed by "
-                "its delete or at the next start",
+                "its retry, its delete or at the next start",
                 index,
                 instance_uuid,
             )
@@ -805,7 +902,7 @@ class RbdBackend(base.Backend):
                 states = self._read_images(instance_uuid, pool, names)
                 self._discard(instance_uuid, pool, index, states)
         except exception.SnapmanagerException:
-            # The pending marks stay where the cleanup failed: recovery
+            # The intent stays where the cleanup failed: recovery
             # finishes it at the agent's next start.
             LOG.exception(
                 "Cannot remove the partial snapshot %d of %s",

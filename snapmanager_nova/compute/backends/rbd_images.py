@@ -9,6 +9,8 @@ functions, so that modules importing this one load without them.
 
 import dataclasses
 
+from snapmanager_nova.compute import calls
+
 KIND_USER = "user"  # one RBD snapshot per image, named after the index
 KIND_GROUP = "group"  # one snapshot of the instance's RBD group
 
@@ -191,6 +193,7 @@ def remove_user_snap(ioctx, image_name, snap_name):
             return
         if image.is_protected_snap(snap_name):
             image.unprotect_snap(snap_name)
+            calls.check_deadline()
         image.remove_snap(snap_name)
     finally:
         image.close()
@@ -204,6 +207,7 @@ def remove_metadata(ioctx, image_name, key):
     except rbd.ImageNotFound:
         return
     try:
+        calls.check_deadline()
         image.metadata_remove(key)
     except KeyError:
         pass  # already gone: removing a mark is idempotent
@@ -219,11 +223,13 @@ def remove_image(ioctx, state):
         for entry in list(image.list_snaps()):
             if entry.get("namespace", NS_USER) != NS_USER:
                 continue  # group and trash snapshots go with their owner
+            calls.check_deadline()
             if image.is_protected_snap(entry["name"]):
                 image.unprotect_snap(entry["name"])
             image.remove_snap(entry["name"])
     finally:
         image.close()
+    calls.check_deadline()
     rbd.RBD().remove(ioctx, state.name)
 
 
@@ -237,6 +243,7 @@ def ensure_group(ioctx, group_name):
     import rbd
 
     if group_name not in rbd.RBD().group_list(ioctx):
+        calls.check_deadline()
         try:
             rbd.RBD().group_create(ioctx, group_name)
         except rbd.ObjectExists:
@@ -260,6 +267,7 @@ def empty_group(ioctx, group_name):
     group = rbd.Group(ioctx, group_name)
     removed = []
     for member in list(group.list_images()):
+        calls.check_deadline()
         # Nova's images all live in one pool, where the group is made.
         group.remove_image(ioctx, member["name"])
         removed.append(member["name"])
@@ -271,6 +279,7 @@ def remove_group_snap(ioctx, group_name, snap_name):
 
     if group_name not in rbd.RBD().group_list(ioctx):
         return
+    calls.check_deadline()
     try:
         rbd.Group(ioctx, group_name).remove_snap(snap_name)
     except rbd.ObjectNotFound:
@@ -287,4 +296,66 @@ def remove_group_if_unused(ioctx, group_name):
     # empty group goes.
     if list(group.list_snaps()) or list(group.list_images()):
         return
+    calls.check_deadline()
     rbd.RBD().group_remove(ioctx, group_name)
+
+
+# Crash intent: one RADOS object per instance, beside its images
+
+
+def intent_set(ioctx, object_name, key, value):
+    """Record ``key`` (a snapshot being taken) in the instance's intent
+    object, creating it: one write to an object only the agent uses,
+    never to an image's header, so the guest's image lock is not
+    involved."""
+    import rados
+
+    with rados.WriteOpCtx() as op:
+        ioctx.set_omap(op, (key,), (value.encode(),))
+        ioctx.operate_write_op(op, object_name)
+
+
+def intent_read(ioctx, object_name):
+    """{key: value} of the instance's intent object ({} if none)."""
+    import rados
+
+    found = {}
+    after = ""
+    while True:
+        with rados.ReadOpCtx() as op:
+            entries, _ = ioctx.get_omap_vals(op, after, "", 512)
+            try:
+                ioctx.operate_read_op(op, object_name)
+            except rados.ObjectNotFound:
+                return found
+            batch = [(key, value.decode()) for key, value in entries]
+        found.update(batch)
+        if len(batch) < 512:
+            return found
+        after = batch[-1][0]
+
+
+def intent_remove(ioctx, object_name, key):
+    """Forget ``key`` (idempotent)."""
+    import rados
+
+    try:
+        with rados.WriteOpCtx() as op:
+            ioctx.remove_omap_keys(op, (key,))
+            ioctx.operate_write_op(op, object_name)
+    except rados.ObjectNotFound:
+        pass
+
+
+def intent_drop(ioctx, object_name):
+    """Remove the intent object if it records nothing any more (when
+    the instance's snapshots are released, or after recovery)."""
+    import rados
+
+    if intent_read(ioctx, object_name):
+        return
+    calls.check_deadline()
+    try:
+        ioctx.remove_object(object_name)
+    except rados.ObjectNotFound:
+        pass

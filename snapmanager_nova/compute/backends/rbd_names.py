@@ -14,8 +14,13 @@ With the default prefix ``snapmanager-``:
     same name; librbd names their per-image parts ``.group.*``).
 ``snapmanager-<uuid>``
     the instance's RBD group.
+``snapmanager-intent-<uuid>``
+    a RADOS object (not an image) in the pool whose omap records the
+    instance's snapshots being taken, one key ``snapmanager-pending-42``
+    each (crash intent).
 ``snapmanager-pending-42``
-    image metadata key marking snapshot 42 as being taken.
+    that key; agents before the intent object set it as image metadata
+    instead, which is still read and cleared.
 ``snapmanager-kept-<uuid>-42_disk``
     an image taken out of Nova's namespace so that its snapshots outlive
     the instance (``keep_after_delete``); 42 is the newest snapshot index
@@ -65,6 +70,9 @@ class SnapshotNames:
         return f"{self.prefix}{instance_uuid}"
 
     # Marks of snapshots being taken
+
+    def intent_object(self, instance_uuid):
+        return f"{self.prefix}intent-{instance_uuid}"
 
     def pending_key(self, index):
         return f"{self.prefix}pending-{_checked_index(index)}"

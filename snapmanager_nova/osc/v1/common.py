@@ -13,6 +13,13 @@ from oslo_utils import uuidutils
 # How often --wait asks the API. An operation takes seconds to minutes;
 # two seconds between polls show progress without loading the API.
 POLL_INTERVAL = 2.0
+# How long --wait waits by default: longer than the conductor's own
+# deadlines of a restore ([conductor] restore_agent_timeout, 3600 s, and
+# nova_action_timeout, 300 s, for each of stop and start), so that the
+# command normally reports the restore's own outcome.
+DEFAULT_WAIT_TIMEOUT = 4200
+# The exit status of a command whose --wait gave up (1 is a failure).
+WAIT_TIMEOUT_EXIT = 3
 
 OPERATION_SUCCEEDED = "succeeded"
 OPERATION_FAILED = "failed"
@@ -126,18 +133,38 @@ class ProgressDisplay:
             self.stream.flush()
 
 
-def wait(poll, display, sleep=time.sleep):
+class WaitTimeout(exceptions.CommandError):
+    """--wait gave up; the work goes on in the cloud."""
+
+    def __init__(self, message, progress):
+        super().__init__(message)
+        self.progress = progress
+
+
+def wait(
+    poll,
+    display,
+    timeout=DEFAULT_WAIT_TIMEOUT,
+    sleep=time.sleep,
+    clock=None,
+):
     """Call ``poll()`` until the :class:`Progress` it returns finished,
-    every :data:`POLL_INTERVAL` seconds.
+    every :data:`POLL_INTERVAL` seconds, for at most ``timeout`` seconds.
 
     :returns: the last Progress.
+    :raises WaitTimeout: not finished by then (its message says so; the
+        caller's message says what to follow).
     """
+    clock = clock or time.monotonic
+    deadline = clock() + timeout
     try:
         while True:
             progress = poll()
             display.show(progress)
             if progress.finished:
                 return progress
+            if clock() >= deadline:
+                raise WaitTimeout(f"not finished after {timeout} s", progress)
             sleep(POLL_INTERVAL)
     finally:
         display.close()

@@ -1,6 +1,7 @@
 """``openstack server snapshot ...``: list, take, show, delete and
 restore snapshots, and follow their operations."""
 
+import argparse
 import logging
 
 from osc_lib import exceptions
@@ -20,6 +21,7 @@ QUIESCE_MODES = ("prefer", "require", "skip")
 SNAPSHOT_FIELDS = (
     "id",
     "server_id",
+    "server_name",
     "project_id",
     "schedule_id",
     "status",
@@ -52,6 +54,9 @@ OPERATION_FIELDS = (
 LIST_COLUMNS = (
     "ID",
     "Server ID",
+    # As Nova's own lists do; from Snapmanager's inventory, blank from an
+    # API that does not send it.
+    "Server Name",
     "Status",
     "Window Start",
     "Size Bytes",
@@ -143,10 +148,21 @@ def snapshot_poll(client, operation_id, snapshot_id, done_status):
     return poll
 
 
-def wait_or_fail(poll, what, stream):
-    """Wait with a progress display on ``stream`` (the app's stderr); a
-    failure is the command's error."""
-    progress = common.wait(poll, common.ProgressDisplay(what, stream))
+def wait_or_fail(poll, what, stream, timeout, operation_id):
+    """Wait with a progress display on ``stream`` (the app's stderr) for
+    at most ``timeout`` seconds; a failure, or the deadline, is the
+    command's error."""
+    try:
+        progress = common.wait(
+            poll, common.ProgressDisplay(what, stream), timeout=timeout
+        )
+    except common.WaitTimeout as exc:
+        raise common.WaitTimeout(
+            f"{exc.progress.line(what)}, not finished after {timeout} s; "
+            "it goes on. Follow it with 'openstack server snapshot "
+            f"operation show {operation_id}'.",
+            exc.progress,
+        ) from None
     if progress.failed:
         raise exceptions.CommandError(
             f"{what} failed: {progress.error or 'no reason given'}"
@@ -154,13 +170,47 @@ def wait_or_fail(poll, what, stream):
     return progress
 
 
+class _WaitingShowOne(command.ShowOne):
+    """A ShowOne whose --wait ends with its own exit status when its
+    deadline passes (:data:`common.WAIT_TIMEOUT_EXIT`), so a script can
+    tell work still going on from work that failed (1)."""
+
+    def run(self, parsed_args):
+        try:
+            return super().run(parsed_args)
+        except common.WaitTimeout as exc:
+            self.app.stderr.write(f"{exc}\n")
+            return common.WAIT_TIMEOUT_EXIT
+
+
 def _add_wait(parser, what):
     parser.add_argument(
         "--wait",
         action="store_true",
         help=f"Wait until {what}, showing progress on stderr; exit "
-        "non-zero if it fails",
+        "non-zero if it fails (or, with status "
+        f"{common.WAIT_TIMEOUT_EXIT}, has not finished by --wait-timeout)",
     )
+    parser.add_argument(
+        "--wait-timeout",
+        metavar="<seconds>",
+        type=_positive_seconds,
+        default=common.DEFAULT_WAIT_TIMEOUT,
+        help="How long --wait waits at most (default: "
+        f"{common.DEFAULT_WAIT_TIMEOUT}); the work itself goes on",
+    )
+
+
+def _positive_seconds(text):
+    try:
+        seconds = int(text)
+    except ValueError:
+        seconds = 0
+    if seconds < 1:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a whole number of seconds (1 or more)"
+        )
+    return seconds
 
 
 class ListSnapshot(command.Lister):
@@ -228,7 +278,7 @@ class ShowSnapshot(command.ShowOne):
         return show_snapshot(client.show_snapshot(parsed_args.snapshot))
 
 
-class CreateSnapshot(command.ShowOne):
+class CreateSnapshot(_WaitingShowOne):
     _description = "Take a snapshot of a server now, outside its schedules"
 
     def get_parser(self, prog_name):
@@ -260,6 +310,8 @@ class CreateSnapshot(command.ShowOne):
                 ),
                 f"Snapshot {snapshot['id']} of server {parsed_args.server}",
                 self.app.stderr,
+                parsed_args.wait_timeout,
+                operation["id"],
             )
             snapshot = client.show_snapshot(snapshot["id"])
         return show_snapshot(snapshot, operation)
@@ -300,6 +352,8 @@ class DeleteSnapshot(command.Command):
                         ),
                         f"Deletion of snapshot {snapshot['id']}",
                         self.app.stderr,
+                        parsed_args.wait_timeout,
+                        operation["id"],
                     )
                 except exceptions.CommandError as exc:
                     failures += 1
@@ -311,7 +365,7 @@ class DeleteSnapshot(command.Command):
             )
 
 
-class RestoreSnapshot(command.ShowOne):
+class RestoreSnapshot(_WaitingShowOne):
     _description = (
         "Restore a server's disks in place from a snapshot (the server is "
         "locked and stopped meanwhile, then started and unlocked)"
@@ -328,14 +382,28 @@ class RestoreSnapshot(command.ShowOne):
     def take_action(self, parsed_args):
         client = self.app.client_manager.snapmanager
         operation = client.restore_snapshot(parsed_args.snapshot)
-        if parsed_args.wait:
-            wait_or_fail(
-                operation_poll(client, operation["id"]),
-                f"Restore from snapshot {parsed_args.snapshot}",
-                self.app.stderr,
-            )
-            operation = client.show_operation(operation["id"])
-        return show_operation(operation)
+        return follow_operation(
+            self.app,
+            operation,
+            f"Restore from snapshot {parsed_args.snapshot}",
+            parsed_args,
+        )
+
+
+def follow_operation(app, operation, what, parsed_args):
+    """ShowOne's answer for an operation just started: as started, or
+    with --wait as it finished."""
+    if parsed_args.wait:
+        client = app.client_manager.snapmanager
+        wait_or_fail(
+            operation_poll(client, operation["id"]),
+            what,
+            app.stderr,
+            parsed_args.wait_timeout,
+            operation["id"],
+        )
+        operation = client.show_operation(operation["id"])
+    return show_operation(operation)
 
 
 class ShowSnapshotOperation(command.ShowOne):
@@ -354,3 +422,64 @@ class ShowSnapshotOperation(command.ShowOne):
     def take_action(self, parsed_args):
         client = self.app.client_manager.snapmanager
         return show_operation(client.show_operation(parsed_args.operation))
+
+
+class _FailedRestoreAction(_WaitingShowOne):
+    """An action on a failed restore's operation (API microversion 1.3);
+    the answer is the operation that takes the server over."""
+
+    # What it asks the API for, and what --wait waits for.
+    action = None
+    until = None
+
+    def get_parser(self, prog_name):
+        parser = super().get_parser(prog_name)
+        parser.add_argument(
+            "operation",
+            metavar="<operation>",
+            help="The failed restore's operation ID",
+        )
+        _add_wait(parser, self.until)
+        return parser
+
+    def take_action(self, parsed_args):
+        client = self.app.client_manager.snapmanager
+        ask = getattr(client, f"{self.action}_operation")
+        operation = ask(parsed_args.operation)
+        self.operation = operation
+        return follow_operation(
+            self.app,
+            operation,
+            f"{self.action.capitalize()} of restore {parsed_args.operation}",
+            parsed_args,
+        )
+
+
+class RetrySnapshotOperation(_FailedRestoreAction):
+    _description = (
+        "Retry a failed restore: restore the server again from the same "
+        "snapshot (a failed restore keeps the server stopped and locked "
+        "until it is retried or abandoned)"
+    )
+    action = "retry"
+    until = "the new restore has finished"
+
+
+class AbandonSnapshotOperation(_FailedRestoreAction):
+    _description = (
+        "Abandon a failed restore: Snapmanager unlocks the server and "
+        "leaves it as the restore left it (stopped, if it got that far; "
+        "start it with 'openstack server start')"
+    )
+    action = "abandon"
+    until = "the server is unlocked"
+
+    def take_action(self, parsed_args):
+        result = super().take_action(parsed_args)
+        server_id = self.operation["server_id"]
+        self.app.stderr.write(
+            f"Server {server_id} is left as the restore left it, stopped if "
+            f"it got that far: 'openstack server start {server_id}' starts "
+            "it.\n"
+        )
+        return result

@@ -265,6 +265,7 @@ def default_policy_body(args, current):
 
 POLICY_FIELDS = (
     "server_id",
+    "server_name",
     "project_id",
     "schedules",
     "uses_project_default",
@@ -439,7 +440,7 @@ class ListSnapshotPolicy(command.Lister):
             limit=parsed_args.limit,
             marker=parsed_args.marker,
         )
-        columns = ["Server ID"]
+        columns = ["Server ID", "Server Name"]
         if parsed_args.all_projects:
             columns.append("Project ID")
         columns += ["Schedules", "Uses Project Default", "Keep After Delete"]

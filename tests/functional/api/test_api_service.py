@@ -123,7 +123,7 @@ def test_policy_set_over_http_lands_in_the_database(noauth_api, nova_stub):
     server_id = str(uuid.uuid4())
     nova_stub.add(server_id, "demo", host="compute-4")
     before = datetime.datetime.now(datetime.UTC)
-    status, _, body = call(
+    status, headers, body = call(
         f"{noauth_api}/v1/servers/{server_id}/snapshot-policy",
         "PUT",
         {
@@ -140,6 +140,11 @@ def test_policy_set_over_http_lands_in_the_database(noauth_api, nova_stub):
     )
     after = datetime.datetime.now(datetime.UTC)
     assert status == 200, body
+    # Asked without OpenStack-API-Version, answered at the minimum.
+    assert (headers["OpenStack-API-Version"], headers["Vary"]) == (
+        "snapmanager 1.0",
+        "OpenStack-API-Version",
+    )
     ctx = sm_context.get_admin_context()
     instance = db_api.instance_get(ctx, server_id)
     assert instance.snapshot_enabled
@@ -262,3 +267,45 @@ def test_keystone_without_token_is_401(keystone_api):
 def test_keystone_leaves_version_and_healthcheck_open(keystone_api):
     assert call(f"{keystone_api}/")[0] == 200
     assert call(f"{keystone_api}/healthcheck")[0] == 200
+
+
+def test_lists_name_servers_and_leave_deleted_ones_out(noauth_api, nova_stub):
+    server_id = str(uuid.uuid4())
+    nova_stub.add(server_id, "demo", host="compute-5")
+    policy_url = f"{noauth_api}/v1/servers/{server_id}/snapshot-policy"
+    status, _, body = call(
+        policy_url, "PUT", {"schedules": [{"spec": "daily@02:30"}]}, MEMBER
+    )
+    assert status == 200, body
+    name = f"vm-{server_id[:8]}"
+    assert json.loads(body)["snapshot_policy"]["server_name"] == name
+    ctx = sm_context.get_admin_context()
+    index = db_api.instance_allocate_snapshot_index(ctx, server_id)
+    snapshot = db_api.snapshot_create(
+        ctx, {"instance_uuid": server_id, "snapshot_index": index}
+    )
+
+    def listed(path, collection, key):
+        status, _, body = call(f"{noauth_api}{path}", headers=MEMBER)
+        assert status == 200, body
+        return {row[key]: row for row in json.loads(body)[collection]}
+
+    def policies():
+        return listed(
+            "/v1/snapshot-policies", "snapshot_policies", "server_id"
+        )
+
+    def snapshots():
+        return listed(
+            f"/v1/snapshots?server_id={server_id}", "snapshots", "id"
+        )
+
+    assert policies()[server_id]["server_name"] == name
+    assert snapshots()[snapshot.id]["server_name"] == name
+
+    # Nova deletes it: its policy leaves the list; its snapshots (still
+    # to be released) keep their server's name.
+    now = datetime.datetime.now(datetime.UTC)
+    assert db_api.instance_begin_release(ctx, server_id, now, now)
+    assert server_id not in policies()
+    assert snapshots()[snapshot.id]["server_name"] == name

@@ -350,6 +350,22 @@ def make_instance(
     return instance
 
 
+def redefine_as_nova(inst, nova_xml, start=True):
+    """What Nova's hard reboot (or its power-on) does to a domain.
+
+    Nova destroys the domain and defines it again from its own records
+    (``nova_xml``, the persistent XML it wrote: Nova's files only), then
+    starts it: an overlay the domain ran on is dropped. With
+    ``start=False`` the domain is left shut off under Nova's definition.
+    """
+    conn = inst.dom.connect()
+    if inst.dom.isActive():
+        inst.dom.destroy()
+    inst.dom = conn.defineXML(nova_xml)
+    if start:
+        inst.dom.create()
+
+
 def undefine_as_nova(dom):
     """Undefine the way Nova does, and destroy what is left running.
 

@@ -18,14 +18,18 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+import queue
 import re
 import subprocess
 import sys
+import threading
+import time
 import uuid as uuid_lib
 
 import pytest
 
 from snapmanager_nova import conf as sm_conf
+from snapmanager_nova import exception
 from snapmanager_nova.compute import domain
 from snapmanager_nova.compute import rbd_client
 from snapmanager_nova.compute.backends import rbd as rbd_mod
@@ -184,6 +188,10 @@ def remove_everything(ioctx, instance_uuid, prefix="snapmanager-"):
                     image.unprotect_snap(snap["name"])
                 image.remove_snap(snap["name"])
         rbd.RBD().remove(ioctx, name)
+    try:
+        ioctx.remove_object(f"{prefix}intent-{instance_uuid}")
+    except Exception:  # rados.ObjectNotFound: nothing was left
+        pass
 
 
 # Data
@@ -233,6 +241,30 @@ def metadata(ioctx, image_name):
         return dict(image.metadata_list())
 
 
+def intents(ioctx, instance_uuid):
+    """Keys of the instance's crash-intent object ({} when there is
+    none), read with the rados bindings."""
+    import rados
+
+    # Spelled out: the name is a format older and newer agents share.
+    name = f"snapmanager-intent-{instance_uuid}"
+    with rados.ReadOpCtx() as op:
+        entries, _ = ioctx.get_omap_vals(op, "", "", 1000)
+        try:
+            ioctx.operate_read_op(op, name)
+        except rados.ObjectNotFound:
+            return {}
+        return {key: value.decode() for key, value in entries}
+
+
+def watchers(ioctx, image_name):
+    """Addresses of the clients that have the image open for writing."""
+    import rbd
+
+    with rbd.Image(ioctx, image_name, read_only=True) as image:
+        return sorted(w["addr"] for w in image.watchers_list())
+
+
 def group_state(ioctx, instance_uuid):
     """(members, {snapshot name: state}) of the instance's group, or None."""
     import rbd
@@ -252,6 +284,18 @@ def instance_images(ioctx, instance_uuid):
 
     return rbd_names.SnapshotNames("snapmanager-").instance_images(
         instance_uuid, rbd.RBD().list(ioctx)
+    )
+
+
+def overrun(stage):
+    """A ``_test_crash_point`` stand-in: the call before ``stage``
+    overran its deadline."""
+    raise exception.BackendTimeout(
+        operation=f"snapshot (at {stage})",
+        timeout=1,
+        origin="timeout",
+        origin_code=None,
+        detail="deadline passed",
     )
 
 
@@ -437,6 +481,22 @@ for name in ("rbd_destroy_volume_retries",
     if args.get(name) is not None:
         CONF.set_override(name, args[name], "libvirt")
 uuid = args["uuid"]
+# Every removal Nova tries, and a line as soon as one is refused, so a
+# test can act between Nova's tries without guessing at their timing.
+attempts = {}
+
+
+def counted_remove(self, ioctx, name):
+    # RbdProxy passes every call on to librbd's RBD (__getattr__).
+    attempts[name] = attempts.get(name, 0) + 1
+    try:
+        return self._rbd.remove(ioctx, name)
+    except Exception:
+        print("refused " + name, flush=True)
+        raise
+
+
+rbd_utils.RbdProxy.remove = counted_remove
 print("ready", flush=True)
 sys.stdin.readline()
 started = time.monotonic()
@@ -451,6 +511,7 @@ print(json.dumps({
     "error": error,
     "retries": CONF.libvirt.rbd_destroy_volume_retries,
     "interval": CONF.libvirt.rbd_destroy_volume_retry_interval,
+    "attempts": attempts,
 }), flush=True)
 """
 
@@ -484,14 +545,51 @@ class NovaCleanup:
                 "Nova's RBDDriver could not be set up: "
                 + self.process.stderr.read()[-3000:]
             )
+        # The child's lines as they come, so that a test can wait for one
+        # with a deadline (a pipe's readline has none).
+        self._lines = queue.Queue()
+        self._out = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self):
+        for line in self.process.stdout:
+            self._lines.put(line)
+        self._lines.put(None)
+
+    def _next_line(self, deadline):
+        try:
+            line = self._lines.get(timeout=max(deadline - time.monotonic(), 0))
+        except queue.Empty:
+            raise AssertionError(
+                "Nova's cleanup said nothing in time"
+            ) from None
+        if line is not None:
+            self._out.append(line)
+        return line
+
+    def wait_for_refusal(self, timeout=60):
+        """Wait until Nova's removal of an image was refused (it has
+        snapshots); return the image's name."""
+        deadline = time.monotonic() + timeout
+        while True:
+            line = self._next_line(deadline)
+            if line is None:
+                raise AssertionError("Nova's cleanup ended, never refused")
+            if line.startswith("refused "):
+                return line.split(" ", 1)[1].strip()
 
     def start(self):
         self.process.stdin.write("go\n")
         self.process.stdin.flush()
 
     def result(self, timeout=180):
-        out, err = self.process.communicate(timeout=timeout)
-        lines = [line for line in out.splitlines() if line.startswith("{")]
+        deadline = time.monotonic() + timeout
+        while self._next_line(deadline) is not None:
+            pass
+        self.process.wait(timeout=max(deadline - time.monotonic(), 0))
+        err = self.process.stderr.read()
+        lines = [line for line in self._out if line.startswith("{")]
         if self.process.returncode or not lines:
             raise AssertionError(f"Nova's cleanup died: {err[-3000:]}")
         return json.loads(lines[-1])

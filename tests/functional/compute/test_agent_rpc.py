@@ -14,6 +14,7 @@ import libvirt
 import pytest
 
 from snapmanager_nova import context as sm_context
+from snapmanager_nova import exception
 from snapmanager_nova.compute import rpcapi as compute_rpcapi
 from snapmanager_nova.conductor import restore
 from snapmanager_nova.db import api as db_api
@@ -51,7 +52,7 @@ def services(snapmanager_env, nova_host):
         ]
 
     wait_until(agent_registered, timeout=60, what="agent heartbeat")
-    return host, ctx
+    return host, ctx, conductor
 
 
 def status_of(ctx, snapshot_id, wanted, timeout=60):
@@ -88,8 +89,10 @@ def restore_at_agent_step(ctx, instance_uuid, snapshot_id):
     return operation
 
 
-def test_schedule_snapshot_restore_delete(services, make_instance):
-    host, ctx = services
+def test_schedule_snapshot_restore_delete(
+    services, snapmanager_env, make_instance
+):
+    host, ctx, conductor = services
     instance = make_instance()
     disk = instance.path("disk")
     db_api.instance_create_or_update(
@@ -160,6 +163,24 @@ def test_schedule_snapshot_restore_delete(services, make_instance):
     assert chain[0][0] == disk
     assert os.path.dirname(chain[1][0]).endswith("_base")
 
+    # The failed restore holds the server and its snapshot until the
+    # tenant retries or abandons it: nothing may delete the snapshot.
+    assert db_api.operation_holding(ctx, instance.uuid).id == operation.id
+    with pytest.raises(exception.SnapshotInUse):
+        db_api.snapshot_update_status(ctx, snapshot.id, "deleting")
+    # The tenant abandons it. Abandoning unlocks the server in Nova, which
+    # this test has none of: with the conductor stopped, the test records
+    # the abandonment's end as the conductor does once Nova has answered.
+    conductor.terminate()
+    conductor.wait(timeout=30)
+    abandon = db_api.operation_take_over_restore(ctx, operation.id, "abandon")
+    assert db_api.operation_update_step(
+        ctx, abandon.id, None, {"state": "succeeded"}
+    )
+    assert db_api.operation_holding(ctx, instance.uuid) is None
+    # The conductor records the agent's deletion below.
+    snapmanager_env.start("snapmanager-conductor", "conductor-1")
+
     db_api.snapshot_update_status(ctx, snapshot.id, "deleting")
     api.delete_snapshot(
         ctx,
@@ -175,7 +196,7 @@ def test_schedule_snapshot_restore_delete(services, make_instance):
 
 
 def test_restore_of_a_running_instance_is_refused(services, make_instance):
-    host, ctx = services
+    host, ctx, conductor = services
     instance = make_instance()
     db_api.instance_create_or_update(
         ctx,

@@ -53,13 +53,13 @@ class TimedBackend(qcow2.Qcow2Backend):
 
 
 @pytest.fixture
-def two_instances(nova_host, libvirt_env, libvirt_conn):
+def two_instances(nova_host, file_conn):
     instances = [
         nova_like.make_instance(
-            libvirt_conn,
-            f"{libvirt_env['domain_prefix']}{uuid.uuid4().hex[:12]}",
+            file_conn,
+            f"{nova_host['domain_prefix']}{uuid.uuid4().hex[:12]}",
             nova_host["instances"],
-            libvirt_env["qemu_log_dir"],
+            nova_host["qemu_log_dir"],
         )
         for _ in range(2)
     ]
@@ -69,14 +69,14 @@ def two_instances(nova_host, libvirt_env, libvirt_conn):
 
 
 def test_serialized_per_instance_parallel_across(
-    two_instances, libvirt_conn, file_mode
+    two_instances, file_conn, file_mode
 ):
     file_mode("external")
     CONF.set_override("workers", 2, group="compute")
-    backend = TimedBackend(connect=lambda: libvirt_conn)
+    backend = TimedBackend(connect=lambda: file_conn)
     conductor = Recorder()
     agent = compute_manager.ComputeManager(
-        "host-1", {"file": backend}, conductor, connect=lambda: libvirt_conn
+        "host-1", {"file": backend}, conductor, connect=lambda: file_conn
     )
     try:
         index = 0

@@ -175,17 +175,26 @@ def test_release_with_keep_moves_snapshots_out_of_novas_sight(
 def test_release_without_keep_while_nova_retries(
     rbd_backend, rbd_instance, ceph, ceph_client
 ):
-    """A late release still lets Nova's next retry succeed."""
+    """A late release still lets Nova's next retry succeed.
+
+    Counted in Nova's tries, not timed: how long a retry takes is for
+    benchmarks/ to measure, and a busy machine stretches it anyway.
+    """
     layout = rbd_instance(TWO_DISKS)
     _snapshot_both_ways(rbd_backend, layout)
     nova = helpers.NovaCleanup(ceph, layout.uuid, retries=12, interval=2)
     nova.start()
-    time.sleep(1)  # Nova's first try (at once) has met our snapshots
+    # Nova's first try (at once) has met our snapshots...
+    refused = nova.wait_for_refusal()
+    # ... and the release comes after it, before Nova gives up.
     rbd_backend.release(layout.uuid, keep=False)
     outcome = nova.result()
-    print(f"\nNova cleanup with a release 1 s late: {outcome}")
+    print(f"\nNova cleanup with a release after its first try: {outcome}")
     assert outcome["error"] is None
-    assert 1.5 < outcome["elapsed"] < 4  # the one retry interval
+    assert refused in layout.images
+    # The refused image took a retry (or more, on a slow machine) and
+    # then went; none used up Nova's retries, which would leak it.
+    assert 2 <= outcome["attempts"][refused] < outcome["retries"]
     assert helpers.instance_images(ceph_client, layout.uuid) == ([], [])
 
 

@@ -42,8 +42,13 @@ def test_crash_between_the_disks_of_a_plain_snapshot(
         "snapmanager-2",
     ]
     assert helpers.snapshots(ceph_client, local) == ["snapmanager-1"]
+    # The intent is recorded beside the images, never in them: their
+    # metadata goes through the exclusive lock the guest's QEMU holds.
+    assert set(helpers.intents(ceph_client, layout.uuid)) == {
+        "snapmanager-pending-2"
+    }
     for image in layout.images:
-        assert "snapmanager-pending-2" in helpers.metadata(ceph_client, image)
+        assert helpers.metadata(ceph_client, image) == {}
     # Not counted, even before recovery.
     assert rbd_backend.list_indexes(layout.uuid) == [1]
 
@@ -54,6 +59,7 @@ def test_crash_between_the_disks_of_a_plain_snapshot(
     for image in layout.images:
         assert helpers.snapshots(ceph_client, image) == ["snapmanager-1"]
         assert helpers.metadata(ceph_client, image) == {}
+    assert helpers.intents(ceph_client, layout.uuid) == {}
     assert rbd_backend.list_indexes(layout.uuid) == [1]
     # The complete snapshot is untouched and still restores.
     rbd_backend.restore(instance, helpers.FakeDomain(), 1, first.disks)
@@ -77,6 +83,9 @@ def test_crash_with_the_images_in_the_group(
         members, snaps = helpers.group_state(ceph_client, layout.uuid)
         assert members == sorted(layout.images)
         assert snaps == {}
+        assert set(helpers.intents(ceph_client, layout.uuid)) == {
+            "snapmanager-pending-1"
+        }
 
         actions = rbd_backend.recover([layout.instance()])
     assert [(a.snapshot_index, a.action) for a in actions] == [
@@ -84,6 +93,7 @@ def test_crash_with_the_images_in_the_group(
     ]
     # Nova can delete the images again, and nothing of ours is left.
     assert helpers.group_state(ceph_client, layout.uuid) is None
+    assert helpers.intents(ceph_client, layout.uuid) == {}
     for image in layout.images:
         assert helpers.metadata(ceph_client, image) == {}
     assert rbd_backend.list_indexes(layout.uuid) == []
@@ -104,6 +114,9 @@ def test_crash_after_the_group_snapshot(
         members, snaps = helpers.group_state(ceph_client, layout.uuid)
         assert members == sorted(layout.images)
         assert snaps == {"snapmanager-4": 1}
+        assert set(helpers.intents(ceph_client, layout.uuid)) == {
+            "snapmanager-pending-4"
+        }
         # Complete as a group snapshot, but never reported: not counted.
         assert rbd_backend.list_indexes(layout.uuid) == []
 
@@ -112,8 +125,36 @@ def test_crash_after_the_group_snapshot(
         (4, "discarded")
     ]
     assert helpers.group_state(ceph_client, layout.uuid) is None
+    assert helpers.intents(ceph_client, layout.uuid) == {}
     for image in layout.images:
         assert helpers.snapshots(ceph_client, image, True) == []
+
+
+def test_recover_discards_a_set_an_older_agent_marked_in_the_images(
+    rbd_backend, rbd_instance, ceph_client
+):
+    """Agents before the intent object marked each image's metadata;
+    what such an agent left at a crash is still found and removed."""
+    import rbd
+
+    layout = rbd_instance(TWO_DISKS)
+    rbd_backend.snapshot(layout.instance(), helpers.FakeDomain(), 1, "skip")
+    disk, local = layout.images
+    for image in layout.images:
+        with rbd.Image(ceph_client, image) as handle:
+            handle.metadata_set("snapmanager-pending-2", "[]")
+    with rbd.Image(ceph_client, disk) as handle:
+        handle.create_snap("snapmanager-2")
+    assert rbd_backend.list_indexes(layout.uuid) == [1]
+
+    actions = rbd_backend.recover([layout.instance()])
+    assert [(a.snapshot_index, a.action) for a in actions] == [
+        (2, "discarded")
+    ]
+    for image in layout.images:
+        assert helpers.snapshots(ceph_client, image) == ["snapmanager-1"]
+        assert helpers.metadata(ceph_client, image) == {}
+    assert rbd_backend.list_indexes(layout.uuid) == [1]
 
 
 def test_recover_thaws_a_guest_left_frozen(

@@ -289,32 +289,23 @@ def test_a_timed_out_snapshot_is_left_marked_for_delete_or_recovery(
     rbd_backend, rbd_instance, ceph_client, monkeypatch
 ):
     layout = rbd_instance(TWO_DISKS)
-
-    def overrun(stage):
-        raise exception.BackendTimeout(
-            operation="snapshot",
-            timeout=1,
-            origin="timeout",
-            origin_code=None,
-            detail="deadline passed",
-        )
-
-    monkeypatch.setattr(rbd_mod, "_test_crash_point", overrun)
+    monkeypatch.setattr(rbd_mod, "_test_crash_point", helpers.overrun)
     with pytest.raises(exception.BackendTimeout):
         rbd_backend.snapshot(
             layout.instance(), helpers.FakeDomain(), 1, "skip"
         )
     # The call librbd may still be running could recreate what a cleanup
-    # removed: the marks stay, and the snapshot is not counted.
-    assert "snapmanager-pending-1" in helpers.metadata(
-        ceph_client, layout.image()
-    )
+    # removed: the intent stays, and the snapshot is not counted.
+    assert set(helpers.intents(ceph_client, layout.uuid)) == {
+        "snapmanager-pending-1"
+    }
     assert rbd_backend.list_indexes(layout.uuid) == []
     # The conductor's delete of the failed snapshot removes everything.
     assert rbd_backend.delete(layout.uuid, 1, []) >= 0
     for image in layout.images:
         assert helpers.snapshots(ceph_client, image, True) == []
         assert helpers.metadata(ceph_client, image) == {}
+    assert helpers.intents(ceph_client, layout.uuid) == {}
 
 
 def test_a_clone_of_a_glance_image_counts_only_its_own_data(

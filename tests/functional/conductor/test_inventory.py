@@ -11,6 +11,7 @@ import pytest
 
 from snapmanager_nova import context as sm_context
 from snapmanager_nova.conductor import inventory
+from snapmanager_nova.conductor import release
 from snapmanager_nova.db import api as db_api
 from tests.e2e import helpers
 from tests.functional.conductor import nova_env
@@ -98,6 +99,8 @@ def test_sync_follows_a_servers_life(minicloud, compute, server):
     assert listings.queries[1]["changes_since"] == marker.isoformat()
     demo.compute.unlock_server(server)
 
+    # The host's agent is up (only a live agent is asked).
+    db_api.service_heartbeat(ctx, "snapmanager-compute", minicloud.host)
     demo.compute.delete_server(server)
     demo.compute.wait_for_delete(server, wait=helpers.WAIT)
     sync.sync(ctx)
@@ -111,3 +114,43 @@ def test_sync_follows_a_servers_life(minicloud, compute, server):
         ("delete", minicloud.host, snapshot.id, "file"),
     ]
     assert db_api.snapshot_get(ctx, snapshot.id).status == "deleting"
+    # The server's schedules stop at once; its release waits for the
+    # agent's report of that deletion.
+    assert row.release_state == "pending"
+
+
+def test_a_try_that_finds_no_domain_asks_nova(minicloud, compute):
+    """The schedule's retry path (retries.SnapshotDispatcher) asks Nova
+    whether a server whose agent found no domain is gone."""
+    ctx = sm_context.get_admin_context()
+    demo = minicloud.connect("demo")
+    created = helpers.create_server(minicloud, demo, "gone")
+    with helpers.cleanup_server(minicloud, created):
+        db_api.instance_create_or_update(
+            ctx,
+            created.id,
+            {"project_id": minicloud.projects["demo"], "host": "stale-host"},
+        )
+        schedule = db_api.schedule_create(
+            ctx,
+            {
+                "instance_uuid": created.id,
+                "family": "daily",
+                "spec": "daily@02:00",
+            },
+        )
+        gone = release.NovaGoneCheck(
+            compute, inventory.InstanceCleanup(RecordingAgents())
+        )
+        # Still there (say, migrating): nothing recorded.
+        assert not gone(ctx, created.id)
+        assert db_api.instance_get(ctx, created.id).deleted_at is None
+
+        demo.compute.delete_server(created)
+        demo.compute.wait_for_delete(created, wait=helpers.WAIT)
+        assert gone(ctx, created.id)
+        row = db_api.instance_get(ctx, created.id)
+        assert row.deleted_at is not None
+        # Nothing was ever stored: the release is done at once.
+        assert row.release_state == "done"
+        assert not db_api.schedule_get(ctx, schedule.id).enabled

@@ -119,6 +119,8 @@ def test_notifications_follow_lock_and_delete(
         what="the unlock recorded",
     )
 
+    # The host's agent is up (only a live agent is asked).
+    db_api.service_heartbeat(ctx, "snapmanager-compute", minicloud.host)
     asked = time.monotonic()
     demo.compute.delete_server(server)
     # instance.delete.start: the release, with the instance's own

@@ -14,6 +14,7 @@ import uuid
 import oslo_messaging as messaging
 import pytest
 
+from snapmanager_nova import conf as sm_conf
 from snapmanager_nova import context as sm_context
 from snapmanager_nova.compute import rpcapi as compute_rpcapi
 from snapmanager_nova.conductor import manager
@@ -26,6 +27,7 @@ from tests.fixtures.services import wait_until
 from tests.functional.conductor import nova_env
 
 BINARY = "snapmanager-conductor"
+CONF = sm_conf.CONF
 
 
 class Agent:
@@ -37,6 +39,8 @@ class Agent:
         self.admin = cloud.connect("admin")
         self.conductor_topic = conductor_topic
         self.fail_with = None
+        # A dead agent: asked, it never reports.
+        self.silent = False
         self.seen = []
         self.lock = threading.Lock()
 
@@ -55,6 +59,8 @@ class Agent:
                     server.locked_reason,
                 )
             )
+        if self.silent:
+            return
         conductor = nova_env.retarget(
             conductor_rpcapi.ConductorAPI(), self.conductor_topic
         )
@@ -117,6 +123,17 @@ def finished(ctx, operation_id):
     return wait_until(check, timeout=240, what="the restore finished")
 
 
+def take_over_and_finish(ctx, orchestrator, failed, kind):
+    """The tenant's way out of a failed restore (``POST
+    /v1/operations/{id}/action``: ``restore`` retries, ``abandon``
+    abandons), run by the conductor to success."""
+    successor = db_api.operation_take_over_restore(ctx, failed.id, kind)
+    assert orchestrator.poll(ctx) == [successor.id]
+    done = finished(ctx, successor.id)
+    assert done.state == "succeeded", done.error
+    return successor
+
+
 def test_restore_locks_stops_restores_starts_and_unlocks(
     minicloud, services, server
 ):
@@ -165,14 +182,59 @@ def test_agent_failure_leaves_the_server_stopped_and_locked(
         f"Snapmanager: restore {op.id} of snapshot {op.snapshot_id} failed"
     )
     assert "rollback refused" in now.locked_reason
-    # Back to running and unlocked for the next test, as an operator
-    # would after reading the reason.
-    admin.unlock_server(server)
+    # Abandoned: Snapmanager lifts its lock, the server stays as the
+    # restore left it.
+    take_over_and_finish(ctx, orchestrator, op, "abandon")
+    now = admin.get_server(server.id)
+    assert (now.status, now.is_locked) == ("SHUTOFF", False)
+    assert db_api.operation_holding(ctx, server.id) is None
+    # Back to running for the next test, as the tenant would.
     admin.start_server(server)
     # A fresh record: the SDK's wait first looks at the one it is given.
     helpers.wait_status(
         minicloud, agent.admin, admin.get_server(server.id), "ACTIVE"
     )
+
+
+def test_a_dead_agent_times_out_and_the_restore_is_retried(
+    minicloud, services, server
+):
+    """The wait for the agent is measured from when it was asked, by the
+    database's clock, however often the conductor polls meanwhile; the
+    tenant then retries, and the retry runs to the end."""
+    orchestrator, agent = services
+    ctx = sm_context.get_admin_context()
+    op = request_restore(ctx, minicloud, server)
+    CONF.set_override("restore_agent_timeout", 2, "conductor")
+    agent.silent = True
+    try:
+        orchestrator.poll(ctx)
+
+        def failed():
+            orchestrator.poll(ctx)
+            return db_api.operation_get(ctx, op.id).state == "failed"
+
+        wait_until(
+            failed, timeout=120, what="the silent agent's restore failed"
+        )
+    finally:
+        agent.silent = False
+        CONF.clear_override("restore_agent_timeout", "conductor")
+    done = db_api.operation_get(ctx, op.id)
+    assert "did not report within 2 s" in done.error
+    admin = agent.admin.compute
+    now = admin.get_server(server.id)
+    assert (now.status, now.is_locked) == ("SHUTOFF", True)
+    assert "did not report" in now.locked_reason
+
+    retry = take_over_and_finish(ctx, orchestrator, op, "restore")
+    now = admin.get_server(server.id)
+    assert (now.status, now.is_locked) == ("ACTIVE", False)
+    # The agent was asked once per restore.
+    assert [s[0] for s in agent.seen if s[0] in (op.id, retry.id)] == [
+        op.id,
+        retry.id,
+    ]
 
 
 def test_a_restore_left_by_a_dead_conductor_is_finished(

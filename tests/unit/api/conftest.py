@@ -6,7 +6,6 @@ import json
 import pytest
 import sqlalchemy as sa
 import webob
-from oslo_config import fixture as config_fixture
 
 from snapmanager_nova import conf as sm_conf
 from snapmanager_nova import context as sm_context
@@ -23,16 +22,42 @@ CONF = sm_conf.CONF
 NOW = datetime.datetime(2026, 3, 28, 12, 0, tzinfo=datetime.UTC)
 
 
+class ConfigOverrides:
+    """Overrides of the global CONF for one test: ``config(**kw)`` like
+    oslo.config's Config fixture, undone by :meth:`clean_up`.
+
+    Not that fixture: its clean-up, ``CONF.reset()``, also drops every
+    ``set_default`` made in the process, oslo.privsep's capabilities of
+    Snapmanager's privsep context among them, so a daemon forked later in
+    the same run (tests/functional/compute) kept no capability and every
+    chown it made failed with EPERM.
+    """
+
+    def __init__(self, conf):
+        self.conf = conf
+        self._overridden = []
+
+    def config(self, **kw):
+        group = kw.pop("group", None)
+        for name, value in kw.items():
+            self.conf.set_override(name, value, group)
+            self._overridden.append((name, group))
+
+    def clean_up(self):
+        for name, group in reversed(self._overridden):
+            self.conf.clear_override(name, group)
+        self.conf.clear()
+
+
 @pytest.fixture
 def conf():
     CONF([], project="snapmanager", default_config_files=[])
-    fixture = config_fixture.Config(CONF)
-    fixture.setUp()
-    fixture.config(auth_strategy="noauth", group="api")
+    overrides = ConfigOverrides(CONF)
+    overrides.config(auth_strategy="noauth", group="api")
     policy.reset()
-    yield fixture
+    yield overrides
     policy.reset()
-    fixture.cleanUp()
+    overrides.clean_up()
 
 
 @pytest.fixture

@@ -42,13 +42,20 @@ class FakeNovaServers(nova.NovaServers):
         self.unavailable = False
         self.lookups = []
 
-    def add(self, project_id=DEMO, host="compute-1", status="ACTIVE"):
+    def add(
+        self,
+        project_id=DEMO,
+        host="compute-1",
+        status="ACTIVE",
+        task_state=None,
+    ):
         server = nova.Server(
             id=str(uuid.uuid4()),
             project_id=project_id,
             host=host,
             status=status,
             name=f"vm-{len(self.servers)}",
+            task_state=task_state,
         )
         self.servers[server.id] = server
         return server

@@ -3,6 +3,7 @@
 import pytest
 
 from snapmanager_nova.api import app
+from snapmanager_nova.api import microversion
 from snapmanager_nova.api import router
 from tests.unit.api import fakes
 from tests.unit.api.conftest import ApiClient
@@ -17,6 +18,8 @@ def test_version_document(api):
             {
                 "id": "v1",
                 "status": "CURRENT",
+                "min_version": "1.0",
+                "version": microversion.VERSIONS[-1],
                 "links": [{"rel": "self", "href": "http://localhost/v1/"}],
             }
         ]
@@ -80,6 +83,28 @@ def test_routes_are_unique():
         for method, path, *_ in router.PUBLIC_ROUTES + router.V1_ROUTES
     ]
     assert len(keys) == len(set(keys))
+
+
+def test_every_path_parameter_is_checked():
+    names = {
+        name
+        for _, path, *_ in router.V1_ROUTES
+        for name in router._PARAMETER.findall(path)
+    }
+    assert names <= set(router.PATH_PARAMETERS)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1/snapshots/not-a-uuid",
+        "/v1/servers/%F0%90%80%80/snapshot-policy",
+    ],
+)
+def test_id_that_cannot_be_one_is_404(api, path):
+    resp = api.get(path)
+    assert resp.status_int == 404, resp.text
+    assert resp.json["error"]["message"].endswith("could not be found.")
 
 
 @pytest.fixture

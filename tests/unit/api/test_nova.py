@@ -71,3 +71,11 @@ def test_shelved_server_has_no_host(servers, stub):
     server_id = str(uuid.uuid4())
     stub.add(server_id, "demo", host=None, status="SHELVED_OFFLOADED")
     assert servers.get(None, server_id).host is None
+
+
+def test_a_task_in_progress_is_seen(servers, stub):
+    # A restore is refused while Nova is busy with the server.
+    server_id = str(uuid.uuid4())
+    stub.add(server_id, "demo")
+    stub.servers[server_id]["OS-EXT-STS:task_state"] = "migrating"
+    assert servers.get(None, server_id).task_state == "migrating"

@@ -16,6 +16,7 @@ import referencing
 import referencing.jsonschema
 import yaml
 
+from snapmanager_nova.api import microversion
 from snapmanager_nova.api import router
 from snapmanager_nova.db import api as db_api
 from tests.unit.api import fakes
@@ -102,6 +103,23 @@ def test_query_parameters_are_documented(document):
         )
 
 
+def test_every_v1_operation_negotiates_the_version(document):
+    header = {"$ref": "#/components/parameters/api_version"}
+    for template, path_item in document["paths"].items():
+        if not template.startswith(router.V1_PREFIX):
+            continue
+        for method in set(path_item) & set(METHODS):
+            operation = path_item[method]
+            parameters = path_item.get("parameters", []) + operation.get(
+                "parameters", []
+            )
+            assert header in parameters, (method, template)
+            assert {"400", "406"} <= set(operation["responses"]), (
+                method,
+                template,
+            )
+
+
 class RecordingClient:
     """Wraps the test client and keeps every exchange for checking."""
 
@@ -177,7 +195,35 @@ def _walk(client, nova, ctx):
         f"/v1/snapshots/{snapshot_id}/action",
         {"restore": {}},
     ).json
-    client.expect(200, "GET", f"/v1/operations/{restore['operation']['id']}")
+    restore_id = restore["operation"]["id"]
+    client.expect(200, "GET", f"/v1/operations/{restore_id}")
+    # Its snapshot is held until the restore is over; a failed one is
+    # retried or abandoned (as the conductor records the outcomes).
+    client.expect(409, "DELETE", f"/v1/snapshots/{snapshot_id}")
+    db_api.operation_update_step(
+        ctx, restore_id, None, {"state": "failed", "error": "agent down"}
+    )
+    act = {"headers": {microversion.HEADER: "snapmanager 1.3"}}
+    restore_action = f"/v1/operations/{restore_id}/action"
+    client.expect(404, "POST", restore_action, {"retry": {}})
+    client.expect(400, "POST", restore_action, {"redo": {}}, **act)
+    retry_id = client.expect(
+        202, "POST", restore_action, {"retry": {}}, **act
+    ).json["operation"]["id"]
+    client.expect(409, "POST", restore_action, {"retry": {}}, **act)
+    db_api.operation_update_step(
+        ctx, retry_id, None, {"state": "failed", "error": "agent down"}
+    )
+    abandon_id = client.expect(
+        202,
+        "POST",
+        f"/v1/operations/{retry_id}/action",
+        {"abandon": {}},
+        **act,
+    ).json["operation"]["id"]
+    db_api.operation_update_step(
+        ctx, abandon_id, None, {"state": "succeeded", "step": "done"}
+    )
     client.expect(202, "DELETE", f"/v1/snapshots/{snapshot_id}")
 
     # Failures, each as the API answers them.
@@ -202,6 +248,34 @@ def _walk(client, nova, ctx):
     client.expect(403, "DELETE", policy_path(server.id), who=fakes.READER)
     client.expect(404, "GET", f"/v1/operations/{fakes.UNKNOWN_ID}")
     client.expect(400, "GET", "/v1/snapshots?limit=0")
+    stale = {
+        "who": fakes.ADMIN,
+        "headers": {microversion.HEADER: "snapmanager 1.2"},
+    }
+    client.expect(200, "GET", "/v1/stale-servers?grace=0&limit=1", **stale)
+    client.expect(400, "GET", "/v1/stale-servers?grace=1h", **stale)
+    client.expect(404, "GET", "/v1/stale-servers", who=fakes.ADMIN)
+    quotas = {"headers": {microversion.HEADER: "snapmanager 1.1"}}
+    quota_path = f"/v1/quota-sets/{fakes.DEMO}"
+    client.expect(200, "GET", quota_path, **quotas)
+    client.expect(
+        200,
+        "PUT",
+        quota_path,
+        json_body={"quota_set": {"snapshots": 5}},
+        who=fakes.ADMIN,
+        **quotas,
+    )
+    client.expect(403, "PUT", quota_path, json_body={}, **quotas)
+    client.expect(204, "DELETE", quota_path, who=fakes.ADMIN, **quotas)
+    client.expect(404, "GET", quota_path)
+    for status, version in ((406, "snapmanager 9.0"), (400, "snapmanager 9")):
+        client.expect(
+            status,
+            "GET",
+            "/v1/snapshots",
+            headers={microversion.HEADER: version},
+        )
     nova.unavailable = True
     client.expect(503, "GET", f"/v1/servers/{server.id}/snapshots")
     nova.unavailable = False

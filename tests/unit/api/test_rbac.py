@@ -15,6 +15,7 @@ from snapmanager_nova import policy
 from snapmanager_nova.api import authz
 from snapmanager_nova.db import api as db_api
 from tests.unit.api import fakes
+from tests.unit.api.conftest import ApiClient
 from tests.unit.api.helpers import default_path
 from tests.unit.api.helpers import policy_path
 from tests.unit.api.helpers import record_snapshot
@@ -187,7 +188,73 @@ ENDPOINTS = {
         200,
         "snapmanager:operation:show",
     ),
+    "retry failed restore": (
+        "POST",
+        "/v1/operations/{failed_restore}/action",
+        {"retry": {}},
+        SERVER_WRITE,
+        202,
+        "snapmanager:operation:retry",
+    ),
+    "abandon failed restore": (
+        "POST",
+        "/v1/operations/{failed_restore}/action",
+        {"abandon": {}},
+        SERVER_WRITE,
+        202,
+        "snapmanager:operation:abandon",
+    ),
+    "list stale servers": (
+        "GET",
+        "/v1/stale-servers",
+        None,
+        ADMIN_ONLY,
+        200,
+        "snapmanager:stale_server:list",
+    ),
+    # As Nova's os-quota-sets: the project's readers see, admins change.
+    "show quotas": (
+        "GET",
+        "/v1/quota-sets/demo",
+        None,
+        DEFAULT_READ,
+        200,
+        "snapmanager:quota_set:show",
+    ),
+    "set quotas": (
+        "PUT",
+        "/v1/quota-sets/demo",
+        {"quota_set": {"snapshots": 5}},
+        ADMIN_ONLY,
+        200,
+        "snapmanager:quota_set:update",
+    ),
+    "drop quotas": (
+        "DELETE",
+        "/v1/quota-sets/demo",
+        None,
+        ADMIN_ONLY,
+        204,
+        "snapmanager:quota_set:delete",
+    ),
 }
+
+
+class LatestClient(ApiClient):
+    """Every request at the newest microversion, so that the matrix
+    covers the routes later versions added (they are 404 before)."""
+
+    def request(self, *args, headers=None, **kwargs):
+        headers = {
+            "OpenStack-API-Version": "snapmanager latest",
+            **(headers or {}),
+        }
+        return super().request(*args, headers=headers, **kwargs)
+
+
+@pytest.fixture
+def api(application):
+    return LatestClient(application)
 
 
 @pytest.fixture
@@ -201,10 +268,25 @@ def demo(api, nova, ctx):
         ctx,
         {"type": "snapshot", "instance_uuid": server.id},
     )
+    # A second server, held by its failed restore (a held server takes
+    # no other restore or snapshot).
+    held = nova.add(project_id=fakes.DEMO)
+    failed_restore = db_api.operation_create(
+        ctx,
+        {
+            "type": "restore",
+            "instance_uuid": held.id,
+            "snapshot_id": record_snapshot(ctx, held).id,
+        },
+    )
+    db_api.operation_update_step(
+        ctx, failed_restore.id, None, {"state": "failed", "error": "x"}
+    )
     return {
         "server": server.id,
         "snapshot": snapshot.id,
         "operation": operation.id,
+        "failed_restore": failed_restore.id,
     }
 
 
@@ -229,7 +311,8 @@ def test_matrix(api, demo, compute, unchanged, endpoint, caller):
             method,
             path.replace(demo["server"], fakes.UNKNOWN_ID)
             .replace(demo["snapshot"], fakes.UNKNOWN_ID)
-            .replace(demo["operation"], fakes.UNKNOWN_ID),
+            .replace(demo["operation"], fakes.UNKNOWN_ID)
+            .replace(demo["failed_restore"], fakes.UNKNOWN_ID),
             who=CALLERS[caller],
             json_body=body,
         )

@@ -388,3 +388,28 @@ def test_other_projects_server_is_404_even_with_a_valid_body(
     assert resp.json["error"]["message"] == (
         f"Server {theirs.id} could not be found."
     )
+
+
+@pytest.mark.parametrize("charset", ["no-such-charset", "base64", "x" * 300])
+def test_unknown_charset_is_415(api, nova, unchanged, charset):
+    server = nova.add()
+    with unchanged():
+        resp = api.put(
+            policy_path(server.id),
+            body=b'{"schedules": []}',
+            content_type=f"application/json; charset={charset}",
+        )
+    assert resp.status_int == 415, resp.text
+    assert "charset" in resp.json["error"]["message"]
+
+
+@pytest.mark.parametrize("depth", [40, 5000, 30000])
+def test_deeply_nested_body_is_400(api, nova, unchanged, depth):
+    server = nova.add()
+    body = b'{"schedules": ' + b"[" * depth + b"]" * depth + b"}"
+    with unchanged():
+        resp = api.put(policy_path(server.id), body=body)
+    assert resp.status_int == 400, resp.text
+    assert resp.json["error"]["message"].startswith(
+        "body: is nested deeper than"
+    )

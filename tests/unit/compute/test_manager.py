@@ -258,7 +258,7 @@ def test_unknown_backend_is_a_clear_error(agent):
     mgr, _, conductor = agent
     mgr.delete_snapshot(None, "snap-9", str(uuid.uuid4()), "lvm", 9, [])
     wait_for(lambda: "snapshot_failed" in conductor.methods())
-    assert "backend: 'lvm' is not enabled" in conductor.calls[-1][1][1]
+    assert "Backend 'lvm' is not enabled" in conductor.calls[-1][1][1]
 
 
 def test_list_snapshots_is_sorted(agent):
@@ -297,6 +297,60 @@ def test_a_failing_work_item_does_not_stall_the_queue():
     queues.submit("i-1", done.set)
     assert done.wait(5)
     queues.shutdown()
+
+
+def test_urgent_work_needs_no_free_worker():
+    queues = compute_manager.InstanceQueues(1)
+    gate = threading.Event()
+    order = []
+    queues.submit("i-1", gate.wait, 30)
+    queues.submit("i-2", order.append, "queued")
+    urgent = queues.submit("i-3", order.append, "urgent", urgent=True)
+    # The only worker is held by i-1; the release of i-3 runs anyway.
+    urgent.result(timeout=30)
+    assert order == ["urgent"]
+    gate.set()
+    queues.shutdown()
+    assert order == ["urgent", "queued"]
+
+
+def test_urgent_work_follows_the_running_operation_of_its_instance():
+    queues = compute_manager.InstanceQueues(2)
+    gate = threading.Event()
+    started = threading.Event()
+    order = []
+
+    def running():
+        started.set()
+        gate.wait(30)
+        order.append("running")
+
+    queues.submit("i-1", running)
+    assert started.wait(30)
+    queues.submit("i-1", order.append, "queued")
+    first = queues.submit("i-1", order.append, "urgent-1", urgent=True)
+    second = queues.submit("i-1", order.append, "urgent-2", urgent=True)
+    gate.set()
+    first.result(timeout=30)
+    second.result(timeout=30)
+    queues.shutdown()
+    # Never beside the operation in progress; ahead of waiting work.
+    assert order == ["running", "urgent-1", "urgent-2", "queued"]
+
+
+def test_urgent_work_hands_the_rest_back_to_the_workers():
+    queues = compute_manager.InstanceQueues(1)
+    gate = threading.Event()
+    order = []
+    queues.submit("i-1", gate.wait, 30)
+    # i-2's queue waits for the busy worker; its release does not.
+    queued = queues.submit("i-2", order.append, "queued")
+    queues.submit("i-2", order.append, "urgent", urgent=True).result(30)
+    assert order == ["urgent"]
+    gate.set()
+    queued.result(timeout=30)
+    queues.shutdown()
+    assert order == ["urgent", "queued"]
 
 
 def test_mixed_backends_are_refused(agent):

@@ -263,7 +263,13 @@ RBD_DISKS = [{"target": "vda", "pool": "vms", "image": "x_disk"}]
 FILE_DISKS = [{"target": "vda", "path": "/store/x/1/vda"}]
 
 
+def agent_up(ctx, host="compute-1"):
+    """The host's agent heartbeats: the conductor asks only live ones."""
+    db_api.service_heartbeat(ctx, "snapmanager-compute", host)
+
+
 def test_release_forgets_the_snapshots_the_agent_removed(ctx):
+    agent_up(ctx)
     instance = db_fixtures.make_instance(ctx, host="compute-1")
     first = snapshot_of(ctx, instance, RBD_DISKS)
     second = snapshot_of(ctx, instance, RBD_DISKS)
@@ -276,6 +282,7 @@ def test_release_forgets_the_snapshots_the_agent_removed(ctx):
 
 
 def test_release_with_keep_after_delete_forgets_nothing(ctx):
+    agent_up(ctx)
     instance = db_fixtures.make_instance(
         ctx, host="compute-1", keep_after_delete=True
     )
@@ -286,7 +293,30 @@ def test_release_with_keep_after_delete_forgets_nothing(ctx):
     assert db_api.snapshot_get(ctx, snapshot.id).status == "available"
 
 
+@pytest.mark.parametrize("why", ["rebuild", "shelve-offload"])
+def test_rebuild_keeps_the_snapshots_unless_the_operator_says_not(ctx, why):
+    agent_up(ctx)
+    instance = db_fixtures.make_instance(ctx, host="compute-1")
+    snapshot = snapshot_of(ctx, instance, RBD_DISKS)
+    agents = RecordingAgents(released=[snapshot.snapshot_index])
+    inventory.InstanceCleanup(agents).release(ctx, instance, why)
+    assert agents.calls == [("release", "compute-1", "rbd", True)]
+    kept = db_api.snapshot_get(ctx, snapshot.id)
+    assert kept.status == "available"
+    # Marked: not restorable in place any more (the API refuses it).
+    assert kept.disks == [dict(disk, kept=True) for disk in RBD_DISKS]
+
+    inventory.CONF.set_override("keep_on_rebuild", False, "conductor")
+    try:
+        inventory.InstanceCleanup(agents).release(ctx, instance, why)
+    finally:
+        inventory.CONF.clear_override("keep_on_rebuild", "conductor")
+    assert agents.calls[-1] == ("release", "compute-1", "rbd", False)
+    assert db_api.snapshot_get(ctx, snapshot.id).status == "deleted"
+
+
 def test_release_without_anything_stored_asks_no_agent(ctx):
+    agent_up(ctx)
     instance = db_fixtures.make_instance(ctx, host="compute-1")
     agents = RecordingAgents()
     assert inventory.InstanceCleanup(agents).release(ctx, instance, "x") == []
@@ -294,6 +324,7 @@ def test_release_without_anything_stored_asks_no_agent(ctx):
 
 
 def test_deleted_instance_has_its_snapshots_deleted_once(ctx):
+    agent_up(ctx)
     instance = db_fixtures.make_instance(ctx, host="compute-1")
     snapshot = snapshot_of(ctx, instance, FILE_DISKS)
     agents = RecordingAgents()
@@ -311,6 +342,7 @@ def test_deleted_instance_has_its_snapshots_deleted_once(ctx):
 
 
 def test_deleted_instance_keeps_its_snapshots_when_asked_to(ctx):
+    agent_up(ctx)
     instance = db_fixtures.make_instance(
         ctx, host="compute-1", keep_after_delete=True
     )

@@ -53,9 +53,36 @@ def payload(instance_uuid=None, **fields):
     ],
 )
 def test_nova_about_to_remove_disks_means_release(event_type, why):
-    action = notifications.classify(event_type, payload())
+    # Sent by the compute service of the instance's own host.
+    action = notifications.classify(
+        event_type, payload(), "nova-compute:compute-1"
+    )
     assert action.release == why
     assert not action.deleted
+    assert not action.evacuation
+
+
+@pytest.mark.parametrize(
+    "publisher_id, host",
+    [
+        # Nova's evacuation: the destination announces a rebuild while
+        # the instance's host is still the source.
+        ("nova-compute:compute-2", "compute-1"),
+        # A sender that cannot be told from an evacuation.
+        (None, "compute-1"),
+        ("nova-api:controller", "compute-1"),
+        ("nova-compute:compute-1", None),
+    ],
+)
+def test_a_rebuild_not_from_the_instances_host_releases_nothing(
+    publisher_id, host
+):
+    action = notifications.classify(
+        "instance.rebuild.start", payload(host=host), publisher_id
+    )
+    assert action.release is None
+    assert action.evacuation
+    assert action.state.values().get("host") == host
 
 
 @pytest.mark.parametrize(

@@ -13,9 +13,11 @@ import pytest
 
 import snapmanager_nova.nova
 from snapmanager_nova import conf as sm_conf
+from snapmanager_nova import nova_state
 from snapmanager_nova.conductor import restore
-from snapmanager_nova.conductor import server_state
 from snapmanager_nova.db import api as db_api
+from snapmanager_nova.db import models
+from tests.fixtures.services import wait_until
 from tests.unit.db import conftest as db_conftest
 from tests.unit.db import fixtures as db_fixtures
 
@@ -110,13 +112,13 @@ def nova():
     return FakeNova()
 
 
-def orchestrator(nova, host="conductor-1", now=NOW):
+def orchestrator(nova, host="conductor-1", now=NOW, clock=None):
     return restore.RestoreOrchestrator(
         FakeLazyCompute(nova),
         RecordingAgents(),
         host,
         BINARY,
-        now=lambda: now,
+        now=clock or (lambda: now),
         spawn=lambda func, *args: func(*args),
     )
 
@@ -177,10 +179,10 @@ def test_agent_progress_stays_within_its_range(agent, shown):
 def test_lock_reasons_name_operation_and_snapshot():
     operation = types.SimpleNamespace(id="op-1", snapshot_id="snap-1")
     reason = restore.lock_reason(operation)
-    assert reason.startswith(server_state.LOCK_REASON_PREFIX)
+    assert reason.startswith(nova_state.LOCK_REASON_PREFIX)
     assert "op-1" in reason and "snap-1" in reason
     failed = restore.failed_lock_reason(operation, "disk on fire " * 50)
-    assert failed.startswith(server_state.LOCK_REASON_PREFIX)
+    assert failed.startswith(nova_state.LOCK_REASON_PREFIX)
     assert "failed: disk on fire" in failed
     assert len(failed) == 255
 
@@ -268,15 +270,46 @@ def test_someone_elses_lock_is_left_alone(ctx, nova):
     assert conductor.compute_api.restores == []
 
 
-def test_a_snapshot_no_longer_available_is_not_restored(ctx, nova):
+def _behind_our_back(engine, snapshot_id, status):
+    """Change a snapshot's status as nothing in Snapmanager may: the
+    restore's hold keeps it available (tests/functional/conductor/
+    test_restore_holds.py); the orchestrator checks all the same."""
+    table = models.Snapshot.__table__
+    with engine.begin() as conn:
+        conn.execute(
+            table.update()
+            .where(table.c.id == snapshot_id)
+            .values(status=status)
+        )
+
+
+def test_a_snapshot_no_longer_available_is_not_restored(engine, ctx, nova):
     op = restore_request(ctx, nova)
-    db_api.snapshot_update_status(ctx, op.snapshot_id, "deleting")
+    _behind_our_back(engine, op.snapshot_id, "deleting")
     conductor = orchestrator(nova)
     conductor.poll(ctx)
     row = db_api.operation_get(ctx, op.id)
     assert row.state == "failed"
     assert "deleting" in row.error
     assert not nova.servers[op.instance_uuid].is_locked
+
+
+def test_the_cast_checks_the_snapshot_again(engine, ctx, nova):
+    op = restore_request(ctx, nova)
+    conductor = orchestrator(nova)
+    # Changed after the lock and stop, before the cast.
+    real_stop = conductor._stop
+
+    def stop_then_change(operation):
+        real_stop(operation)
+        _behind_our_back(engine, op.snapshot_id, "error")
+
+    conductor._stop = stop_then_change
+    conductor.poll(ctx)
+    row = db_api.operation_get(ctx, op.id)
+    assert (row.state, row.step) == ("failed", "restoring disks")
+    assert "is error, not available" in row.error
+    assert conductor.compute_api.restores == []
 
 
 def _as_if_crashed_at(ctx, nova, op, step, dead_host):
@@ -343,22 +376,47 @@ def test_own_restore_is_resumed_after_a_restart(ctx, nova):
     assert db_api.operation_get(ctx, op.id).state == "succeeded"
 
 
-def test_no_report_from_the_agent_fails_after_the_timeout(ctx, nova):
+@pytest.fixture
+def agent_timeout():
+    """``[conductor] restore_agent_timeout`` set by the test."""
+
+    def set_timeout(seconds):
+        CONF.set_override("restore_agent_timeout", seconds, "conductor")
+
+    yield set_timeout
+    CONF.clear_override("restore_agent_timeout", "conductor")
+
+
+def test_a_silent_agent_fails_the_restore_in_time(ctx, nova, agent_timeout):
+    # The orchestrator's clock is the real one, as the database's: each
+    # poll re-claims the restore, and the wait for the agent must still
+    # be measured from when it was asked, not from the last poll.
+    agent_timeout(1)
     op = restore_request(ctx, nova)
-    orchestrator(nova).poll(ctx)
-    waiting = db_api.operation_get(ctx, op.id)
-    soon = waiting.updated_at + datetime.timedelta(seconds=60)
-    orchestrator(nova, now=soon).poll(ctx)
-    assert db_api.operation_get(ctx, op.id).state == "running"
-    late = waiting.updated_at + datetime.timedelta(
-        seconds=CONF.conductor.restore_agent_timeout + 1
-    )
-    orchestrator(nova, now=late).poll(ctx)
+    conductor = orchestrator(nova, clock=restore.utcnow)
+    conductor.poll(ctx)
+    assert db_api.operation_get(ctx, op.id).step == "restoring disks"
+
+    def failed():
+        conductor.poll(ctx)
+        return db_api.operation_get(ctx, op.id).state == "failed"
+
+    wait_until(failed, timeout=30, interval=0.2, what="the restore failed")
     row = db_api.operation_get(ctx, op.id)
-    assert row.state == "failed"
-    assert "did not report" in row.error
+    assert "did not report within 1 s" in row.error
     assert nova.servers[op.instance_uuid].status == "SHUTOFF"
     assert nova.servers[op.instance_uuid].is_locked
+    assert len(conductor.compute_api.restores) == 1
+
+
+def test_a_restore_within_the_timeout_keeps_waiting(ctx, nova, agent_timeout):
+    agent_timeout(3600)
+    op = restore_request(ctx, nova)
+    conductor = orchestrator(nova, clock=restore.utcnow)
+    conductor.poll(ctx)
+    assert conductor.poll(ctx) == []
+    row = db_api.operation_get(ctx, op.id)
+    assert (row.state, row.step) == ("running", "restoring disks")
 
 
 def test_other_operations_are_not_the_orchestrators(ctx, nova):
@@ -371,3 +429,57 @@ def test_other_operations_are_not_the_orchestrators(ctx, nova):
     assert not conductor.agent_progress(ctx, op.id, 10, "x")
     assert not conductor.agent_finished(ctx, str(uuid.uuid4()))
     assert conductor.poll(ctx) == []
+
+
+# The tenant's way out of a failed restore
+
+
+def _failed_at_the_agent(ctx, nova):
+    op = restore_request(ctx, nova)
+    conductor = orchestrator(nova)
+    conductor.poll(ctx)
+    conductor.agent_finished(ctx, op.id, "rollback refused")
+    assert db_api.operation_holding(ctx, op.instance_uuid).id == op.id
+    return op, conductor
+
+
+def test_abandoning_unlocks_and_leaves_the_server_stopped(ctx, nova):
+    failed, conductor = _failed_at_the_agent(ctx, nova)
+    abandon = db_api.operation_take_over_restore(ctx, failed.id, "abandon")
+    assert conductor.poll(ctx) == [abandon.id]
+    row = db_api.operation_get(ctx, abandon.id)
+    assert (row.state, row.step) == ("succeeded", "done")
+    server = nova.servers[failed.instance_uuid]
+    assert (server.status, server.is_locked) == ("SHUTOFF", False)
+    assert ("start",) not in nova.calls
+    assert db_api.operation_holding(ctx, failed.instance_uuid) is None
+    # Only the unlock: the agent was asked once, by the failed restore.
+    assert len(conductor.compute_api.restores) == 1
+
+
+def test_abandoning_leaves_someone_elses_lock_alone(ctx, nova):
+    failed, conductor = _failed_at_the_agent(ctx, nova)
+    nova.servers[failed.instance_uuid].locked_reason = "operator: hands off"
+    abandon = db_api.operation_take_over_restore(ctx, failed.id, "abandon")
+    conductor.poll(ctx)
+    assert db_api.operation_get(ctx, abandon.id).state == "succeeded"
+    server = nova.servers[failed.instance_uuid]
+    assert (server.is_locked, server.locked_reason) == (
+        True,
+        "operator: hands off",
+    )
+
+
+def test_a_retry_runs_the_whole_restore_again(ctx, nova):
+    failed, conductor = _failed_at_the_agent(ctx, nova)
+    retry = db_api.operation_take_over_restore(ctx, failed.id, "restore")
+    assert conductor.poll(ctx) == [retry.id]
+    server = nova.servers[failed.instance_uuid]
+    # Our failed lock became the retry's.
+    assert server.locked_reason == restore.lock_reason(retry)
+    assert conductor.compute_api.restores[-1][1] == retry.id
+    conductor.agent_finished(ctx, retry.id)
+    assert db_api.operation_get(ctx, retry.id).state == "succeeded"
+    assert (server.status, server.is_locked) == ("ACTIVE", False)
+    assert db_api.operation_holding(ctx, failed.instance_uuid) is None
+    assert db_api.operation_get(ctx, failed.id).state == "failed"

@@ -13,7 +13,9 @@ def instance(ctx):
 
 
 def make_operation(ctx, instance, **values):
-    values.setdefault("type", "restore")
+    # Restores hold their server (one at a time, an available snapshot):
+    # tests/functional/conductor/test_restore_holds.py.
+    values.setdefault("type", "delete")
     return db_api.operation_create(
         ctx, dict(values, instance_uuid=instance.uuid)
     )
@@ -23,7 +25,7 @@ def test_create_and_get(ctx, instance):
     snapshot = fixtures.make_snapshot(ctx, instance)
     operation = make_operation(ctx, instance, snapshot_id=snapshot.id)
     got = db_api.operation_get(ctx, operation.id)
-    assert (got.type, got.state, got.progress) == ("restore", "pending", 0)
+    assert (got.type, got.state, got.progress) == ("delete", "pending", 0)
     assert got.project_id == instance.project_id
     assert got.snapshot_id == snapshot.id
     assert got.finished_at is None

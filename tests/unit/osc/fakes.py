@@ -20,6 +20,7 @@ from snapmanager_nova.osc.v1 import client as sm_client
 
 ENDPOINT = "http://snapmanager.test:8799"
 SERVER_ID = "9b0f1c2d-3e4f-4a5b-8c6d-7e8f9a0b1c2d"
+SERVER_NAME = "web"
 OTHER_SERVER_ID = "1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d"
 PROJECT_ID = "5e1c0000000000000000000000000001"
 SNAPSHOT_ID = "7d2a0000-0000-4000-8000-000000000001"
@@ -46,6 +47,7 @@ def schedule(spec="daily@02:30", timezone="Europe/Berlin", **fields):
 def policy(*schedules, keep_after_delete=False, server_id=SERVER_ID):
     return {
         "server_id": server_id,
+        "server_name": SERVER_NAME,
         "project_id": PROJECT_ID,
         "keep_after_delete": keep_after_delete,
         "uses_project_default": not schedules,
@@ -57,6 +59,7 @@ def snapshot(status="available", **fields):
     value = {
         "id": SNAPSHOT_ID,
         "server_id": SERVER_ID,
+        "server_name": SERVER_NAME,
         "project_id": PROJECT_ID,
         "schedule_id": None,
         "status": status,
@@ -127,6 +130,7 @@ class FakeTransport(requests.adapters.BaseAdapter):
                 path=url.path,
                 query=urllib.parse.parse_qs(url.query),
                 body=body,
+                headers=request.headers,
             )
         )
         queue = self.answers.get((request.method, url.path))

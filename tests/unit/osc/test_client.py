@@ -35,6 +35,20 @@ def test_requests_go_under_v1_of_the_endpoint(endpoint):
     assert [(r.method, r.path) for r in transport.sent] == [("GET", path)]
 
 
+def test_every_request_names_the_api_version_it_speaks():
+    client, transport = fakes.make_client()
+    path = f"/v1/servers/{fakes.SERVER_ID}/snapshot-policy"
+    transport.answer("GET", path, 200, {"snapshot_policy": fakes.policy()})
+    transport.answer("DELETE", path, 204)
+
+    client.show_policy(fakes.SERVER_ID)
+    client.unset_policy(fakes.SERVER_ID)
+
+    assert [r.headers["OpenStack-API-Version"] for r in transport.sent] == [
+        "snapmanager 1.0"
+    ] * 2
+
+
 def test_no_endpoint_names_the_option():
     session = ksa_session.Session(auth=noauth.NoAuth())
     client = sm_client.Client(session)

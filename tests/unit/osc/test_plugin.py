@@ -27,6 +27,12 @@ COMMANDS = {
     "server snapshot delete",
     "server snapshot restore",
     "server snapshot operation show",
+    "server snapshot operation retry",
+    "server snapshot operation abandon",
+    "server snapshot freshness list",
+    "server snapshot quota show",
+    "server snapshot quota set",
+    "server snapshot quota delete",
 }
 
 

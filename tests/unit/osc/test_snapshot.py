@@ -48,6 +48,7 @@ def test_list_of_a_server_by_name(api):
     assert row == {
         "ID": fakes.SNAPSHOT_ID,
         "Server ID": fakes.SERVER_ID,
+        "Server Name": fakes.SERVER_NAME,
         "Status": "available",
         "Window Start": "2026-03-28T12:00:00Z",
         "Size Bytes": 1073741824,

@@ -374,11 +374,13 @@ def test_list_columns_and_all_projects(api):
     (row,) = json.loads(app.stdout.getvalue())
     assert list(row) == [
         "Server ID",
+        "Server Name",
         "Project ID",
         "Schedules",
         "Uses Project Default",
         "Keep After Delete",
     ]
+    assert row["Server Name"] == fakes.SERVER_NAME
     assert row["Project ID"] == fakes.PROJECT_ID
     assert row["Schedules"] == stored["schedules"]
 

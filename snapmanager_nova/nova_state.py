@@ -1,7 +1,9 @@
-"""Whether Nova's server is in a state Snapmanager may work on now.
+"""What Nova's record of a server allows Snapmanager to do with it now.
 
-Pure: it reads the conductor's inventory row of the instance (kept from
-Nova's API and versioned notifications), never Nova itself.
+Pure, and below both the API and the conductor, which apply the same
+rules: the conductor to the inventory's row of the instance (kept from
+Nova's API and versioned notifications), the API to Nova's answer of the
+moment. Neither reads Nova here.
 """
 
 # Every lock Snapmanager takes in Nova carries a reason starting with this,
@@ -12,6 +14,11 @@ LOCK_REASON_PREFIX = "Snapmanager: "
 SNAPSHOTTABLE_STATUSES = frozenset(
     {"ACTIVE", "SHUTOFF", "PAUSED", "SUSPENDED"}
 )
+
+# Nova statuses a restore can start from: Nova stops only an ACTIVE (or
+# ERROR) server and starts only a SHUTOFF one, and an ERROR server is
+# not one to put back to work unexamined.
+RESTORABLE_STATUSES = frozenset({"ACTIVE", "SHUTOFF"})
 
 
 def locked_by_us(instance):
@@ -37,4 +44,19 @@ def busy_reason(instance):
     status = instance.nova_status
     if status is not None and status not in SNAPSHOTTABLE_STATUSES:
         return f"server is {status}"
+    return None
+
+
+def restore_refusal(status, host, task_state):
+    """Why a server Nova shows with ``status``, ``host`` and
+    ``task_state`` cannot be restored now, or None.
+
+    Checked before anything is recorded or locked: a restore that could
+    only fail at its stop or start would leave the server locked for
+    nothing.
+    """
+    if status not in RESTORABLE_STATUSES or not host:
+        return f"it is {status}" + ("" if host else " and has no compute host")
+    if task_state:
+        return f"Nova is busy with it ({task_state})"
     return None
