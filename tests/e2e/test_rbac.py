@@ -10,12 +10,16 @@ ones (doc/source/api.rst, "Authentication and authorization"):
 - a server, snapshot or operation of another project is 404, as if it
   did not exist; a project's default named by another project is 403;
 - a reader changing something is 403;
-- no token is 401 (except `/` and `/healthcheck`, which need none).
+- no token is 401 (except `/` and `/healthcheck`, which need none);
+- a project's quota set is seen by its readers and changed by an admin
+  only, the stale servers are an admin's question (doc/source/quotas.rst,
+  doc/source/freshness.rst).
 
 Lists answer 200 to everyone with a token; what matters there is what
 they show, which is checked too. A refused change must leave everything
 as it was; a change that succeeds and uses its target up (a delete, a
-restore) gets a target of its own.
+restore) gets a target of its own. The routes later microversions
+added are asked for at their version (below it they are 404).
 """
 
 import dataclasses
@@ -51,6 +55,7 @@ DEFAULT_POLICY = {
 }
 SNAPSHOT_BODY = {"quiesce": "skip"}
 RESTORE_BODY = {"restore": {}}
+QUOTA_BODY = {"quota_set": {"snapshots": 500}}
 WAIT = 180
 
 
@@ -63,6 +68,7 @@ PUBLIC = expect(200, 200, 200, 200, 200)
 READ = expect(200, 200, 404, 200)
 CHANGE = expect(403, 200, 404, 200)
 LIST = expect(200, 200, 200, 200)
+ADMIN_ONLY = expect(403, 403, 403, 200)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,6 +80,8 @@ class Endpoint:
     collection of a list answer, the id field in it and the World's
     resource that `visible_to` see in it (and nobody else does).
     `uses_up` is the kind of target a successful call consumes.
+    `version` is the microversion the call asks for (the route's own),
+    None for none (the base version).
     """
 
     method: str
@@ -84,19 +92,42 @@ class Endpoint:
     lists: tuple = None
     visible_to: tuple = ()
     uses_up: str = None
+    version: str = None
+
+    @property
+    def headers(self):
+        if self.version is None:
+            return None
+        return version_header(self.version)
 
     @property
     def changes(self):
         return self.method not in ("GET", "HEAD")
 
     def __str__(self):
-        return "%s %s" % (self.method, self.path or self.route)
+        text = "%s %s" % (self.method, self.path or self.route)
+        if self.route == OPERATION_ACTION:
+            text += " %s of a %s" % (
+                next(iter(self.body)),
+                self.uses_up or "snapshot operation",
+            )
+        return text
+
+
+def version_header(version):
+    return {"OpenStack-API-Version": "snapmanager %s" % version}
 
 
 SERVER_POLICY = "/v1/servers/{server_id}/snapshot-policy"
 PROJECT_DEFAULT = "/v1/projects/{project_id}/default-snapshot-policy"
 SERVER_SNAPSHOTS = "/v1/servers/{server_id}/snapshots"
 SNAPSHOT = "/v1/snapshots/{snapshot_id}"
+OPERATION = "/v1/operations/{operation_id}"
+OPERATION_ACTION = OPERATION + "/action"
+QUOTA_SET = "/v1/quota-sets/{project_id}"
+QUOTA_VERSION = "1.1"
+STALE_VERSION = "1.2"
+ACTION_VERSION = "1.3"
 
 ENDPOINTS = [
     Endpoint("GET", "/", PUBLIC),
@@ -164,7 +195,53 @@ ENDPOINTS = [
         body=RESTORE_BODY,
         uses_up="server",
     ),
-    Endpoint("GET", "/v1/operations/{operation_id}", READ),
+    Endpoint("GET", OPERATION, READ),
+    # On a failed restore that holds its own server (see
+    # World.failed_restore): a member or an admin takes it over.
+    Endpoint(
+        "POST",
+        OPERATION_ACTION,
+        expect(403, 202, 404, 202),
+        body={"retry": {}},
+        uses_up="failed restore",
+        version=ACTION_VERSION,
+    ),
+    Endpoint(
+        "POST",
+        OPERATION_ACTION,
+        expect(403, 202, 404, 202),
+        body={"abandon": {}},
+        uses_up="failed restore",
+        version=ACTION_VERSION,
+    ),
+    # The World's operation is a snapshot taken now, not a failed
+    # restore: those allowed to act on it get 409, and nothing changes.
+    Endpoint(
+        "POST",
+        OPERATION_ACTION,
+        expect(403, 409, 404, 409),
+        body={"retry": {}},
+        version=ACTION_VERSION,
+    ),
+    # No policy of the World's is stale (their schedules are disabled):
+    # what matters is who may ask.
+    Endpoint("GET", "/v1/stale-servers", ADMIN_ONLY, version=STALE_VERSION),
+    # As Nova's os-quota-sets; the project is named in the path, so
+    # another project's member is 403 (as for project defaults).
+    Endpoint(
+        "GET", QUOTA_SET, expect(200, 200, 403, 200), version=QUOTA_VERSION
+    ),
+    Endpoint(
+        "PUT", QUOTA_SET, ADMIN_ONLY, body=QUOTA_BODY, version=QUOTA_VERSION
+    ),
+    # On a project with an override (World.target puts one), so that a
+    # refused DELETE is seen to keep it and a successful one to drop it.
+    Endpoint(
+        "DELETE",
+        QUOTA_SET,
+        expect(403, 403, 403, 204),
+        version=QUOTA_VERSION,
+    ),
 ]
 
 
@@ -180,11 +257,23 @@ class World:
         self.snapshot_id, self.operation_id = self.take_snapshot(
             self.server_id
         )
+        # Made when a call first needs them (see failed_restore).
+        self.held_server_id = None
+        self.held_snapshot_id = None
+        self.failed_restore_id = None
 
     def close(self):
-        # The default policy would apply to every later test's servers.
+        # The default policy would apply to every later test's servers,
+        # an override of the quotas to every later test's snapshots.
         response = self.cloud.request(ADMIN, "DELETE", self._default_path())
         assert response.status_code in (204, 404), response.text
+        response = self.cloud.request(
+            ADMIN,
+            "DELETE",
+            self._quota_path(),
+            headers=version_header(QUOTA_VERSION),
+        )
+        assert response.status_code == 204, response.text
 
     def _policy_path(self, server_id):
         return SERVER_POLICY.format(server_id=server_id)
@@ -192,8 +281,14 @@ class World:
     def _default_path(self):
         return PROJECT_DEFAULT.format(project_id=self.project_id)
 
-    def ok(self, user, method, path, body=None):
-        response = self.cloud.request(user, method, path, json=body)
+    def _quota_path(self):
+        return QUOTA_SET.format(project_id=self.project_id)
+
+    def ok(self, user, method, path, body=None, version=None):
+        headers = version_header(version) if version else None
+        response = self.cloud.request(
+            user, method, path, json=body, headers=headers
+        )
         assert response.status_code < 300, "%s %s as %s: %s %s" % (
             method,
             path,
@@ -237,6 +332,91 @@ class World:
         self.wait_snapshot(answer["snapshot"]["id"], "available")
         return answer["snapshot"]["id"], answer["operation"]["id"]
 
+    def quota_limits(self):
+        quota_set = self.ok(
+            ADMIN, "GET", self._quota_path(), version=QUOTA_VERSION
+        )["quota_set"]
+        # What the project uses is no business of the matrix.
+        return {
+            name: value["limit"]
+            for name, value in quota_set.items()
+            if isinstance(value, dict)
+        }
+
+    def quota_defaults(self):
+        quota_set = self.ok(
+            ADMIN, "GET", self._quota_path(), version=QUOTA_VERSION
+        )["quota_set"]
+        return {
+            name: value["default"]
+            for name, value in quota_set.items()
+            if isinstance(value, dict)
+        }
+
+    def wait_operation(self, operation_id, state):
+        def reached():
+            operation = self.ok(
+                ADMIN, "GET", OPERATION.format(operation_id=operation_id)
+            )["operation"]
+            if operation["state"] == "failed" and state != "failed":
+                pytest.fail(
+                    "operation %s failed: %s\n%s"
+                    % (
+                        operation_id,
+                        operation["error"],
+                        self.cloud.log_tails(),
+                    ),
+                    pytrace=False,
+                )
+            return operation["state"] == state
+
+        wait_until(
+            reached,
+            timeout=WAIT,
+            interval=0.3,
+            what="operation %s %s" % (operation_id, state),
+        )
+
+    def failed_restore(self):
+        """A failed restore that still holds its server: the one target
+        a retry or an abandonment accepts.
+
+        The server is a second one of the demo project's, so that its
+        hold keeps no other call of the matrix from the World's server;
+        the snapshot is a real one of it. The failure is recorded in the
+        database rather than provoked (a real one needs a broken agent or
+        Nova): the restore is created and failed in one transaction, so
+        no conductor ever claims it. Unlike after a real failure, the
+        server is running and not locked, which a retry (Nova can stop
+        and start it) and an abandonment (no lock of ours to lift) both
+        take as it is; the conductor does their work for real.
+        """
+        if self.failed_restore_id is not None:
+            return self.failed_restore_id
+        if self.held_server_id is None:
+            self.held_server_id = self.cloud.create_server(
+                MEMBER, "rbac-held"
+            ).id
+            self.held_snapshot_id = self.take_snapshot(self.held_server_id)[0]
+        with self.cloud.database() as ctx:
+            with db_api.context_manager.writer.using(ctx):
+                operation = db_api.operation_create(
+                    ctx,
+                    {
+                        "type": "restore",
+                        "instance_uuid": self.held_server_id,
+                        "snapshot_id": self.held_snapshot_id,
+                    },
+                )
+                assert db_api.operation_update_step(
+                    ctx,
+                    operation.id,
+                    None,
+                    {"state": "failed", "error": "e2e: failed on purpose"},
+                )
+        self.failed_restore_id = operation.id
+        return operation.id
+
     def target(self, endpoint, caller):
         """The IDs to fill the endpoint's path with for this call."""
         ids = {
@@ -250,6 +430,17 @@ class World:
         elif endpoint.expect[caller] < 300 and endpoint.uses_up == "server":
             server_id = self.cloud.create_server(MEMBER, "rbac-restore").id
             ids["snapshot_id"] = self.take_snapshot(server_id)[0]
+        elif endpoint.uses_up == "failed restore":
+            ids["operation_id"] = self.failed_restore()
+        if endpoint.route == QUOTA_SET and endpoint.method == "DELETE":
+            if self.quota_limits() == self.quota_defaults():
+                self.ok(
+                    ADMIN,
+                    "PUT",
+                    self._quota_path(),
+                    QUOTA_BODY,
+                    version=QUOTA_VERSION,
+                )
         return ids
 
     def state(self):
@@ -266,11 +457,23 @@ class World:
                     ctx, instance_uuid=self.server_id
                 )
             )
+            held = (
+                sorted(
+                    (op.id, op.type, op.state, op.held_instance_uuid)
+                    for op in db_api.operation_list(
+                        ctx, instance_uuid=self.held_server_id
+                    )
+                )
+                if self.held_server_id
+                else None
+            )
         return {
             "policy": policy,
             "default": default,
             "snapshots": {s["id"]: s["status"] for s in snapshots},
             "operations": operations,
+            "held server's operations": held,
+            "quotas": self.quota_limits(),
         }
 
     def settle(self, endpoint, answer):
@@ -285,6 +488,20 @@ class World:
             self.wait_snapshot(answer["snapshot"]["id"], "available")
         elif endpoint.route == SNAPSHOT and endpoint.method == "DELETE":
             self.wait_snapshot(answer["snapshot"]["id"], "deleted")
+        elif endpoint.uses_up == "failed restore":
+            # The new operation holds the server until it succeeds; the
+            # next call gets a failed restore of its own.
+            self.wait_operation(answer["operation"]["id"], "succeeded")
+            self.failed_restore_id = None
+        elif endpoint.route == QUOTA_SET and endpoint.method == "PUT":
+            assert (
+                answer["quota_set"]["snapshots"]["limit"]
+                == (QUOTA_BODY["quota_set"]["snapshots"])
+            )
+            self.ok(ADMIN, "DELETE", self._quota_path(), version=QUOTA_VERSION)
+            assert self.quota_limits() == self.quota_defaults()
+        elif endpoint.route == QUOTA_SET and endpoint.method == "DELETE":
+            assert self.quota_limits() == self.quota_defaults()
 
 
 @pytest.fixture(scope="module")
@@ -313,7 +530,11 @@ def test_rbac(world, endpoint, caller):
     before = world.state() if endpoint.changes else None
 
     response = world.cloud.request(
-        caller, endpoint.method, path, json=endpoint.body
+        caller,
+        endpoint.method,
+        path,
+        json=endpoint.body,
+        headers=endpoint.headers,
     )
 
     expected = endpoint.expect[caller]
