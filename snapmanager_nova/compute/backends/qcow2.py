@@ -281,7 +281,13 @@ class Qcow2Backend(base.Backend):
             )
 
         partial = self.store.begin(
-            instance_uuid, index, sorted(bases), copy_base, mode=mode
+            instance_uuid,
+            index,
+            sorted(bases),
+            copy_base,
+            mode=mode,
+            # QEMU, as its own user, writes a backup's targets itself.
+            qemu_writes=mode == MODE_BACKUP,
         )
         try:
             for name, path in bases.items():

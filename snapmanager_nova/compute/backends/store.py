@@ -35,6 +35,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import uuid as uuid_lib
 
 from oslo_log import log as logging
@@ -49,6 +50,9 @@ MANIFEST = "manifest.json"
 PARTIAL = ".partial"
 LOCK_FILE = ".lock"
 MANIFEST_VERSION = 1
+# Directories QEMU's user passes through to a backup target: it may open
+# a path it knows, never list one.
+SEARCH_ONLY = 0o711
 
 _INDEX = re.compile(r"^(?:0|[1-9][0-9]*)$")
 _PARTIAL_INDEX = re.compile(r"^((?:0|[1-9][0-9]*))\.partial$")
@@ -225,13 +229,25 @@ class Store:
             os.close(fd)
 
     def _ensure_root(self):
-        # Tenants' data: readable by the agent's user only.
+        # Tenants' data: every file is the agent's, mode 0600. The root
+        # and instance directories may be passed through (not listed) by
+        # others, because QEMU, as its own user on a production host,
+        # writes backup targets into a partial directory (see begin).
         if not os.path.isdir(self.root):
-            os.makedirs(self.root, mode=0o700, exist_ok=True)
-            os.chmod(self.root, 0o700)
+            os.makedirs(self.root, mode=SEARCH_ONLY, exist_ok=True)
+        if stat.S_IMODE(os.stat(self.root).st_mode) != SEARCH_ONLY:
+            os.chmod(self.root, SEARCH_ONLY)
         os.makedirs(os.path.join(self.root, BASE_DIR), 0o700, exist_ok=True)
 
-    def begin(self, instance_uuid, index, bases, copy_base, mode=None):
+    def begin(
+        self,
+        instance_uuid,
+        index,
+        bases,
+        copy_base,
+        mode=None,
+        qemu_writes=False,
+    ):
         """Create snapshot ``index``'s partial directory; return its path.
 
         ``bases`` are the names of the base copies the snapshot will be
@@ -240,6 +256,9 @@ class Store:
         recovery. Each base is copied outside the lock (it may be large),
         then published and referenced from the partial manifest under it,
         so a concurrent collection never drops a base about to be used.
+        With ``qemu_writes`` (a backup job's targets) QEMU's user may pass
+        through the partial directory to the files libvirtd creates in it
+        for QEMU; :meth:`finish` closes it again.
         """
         partial = self.partial_dir(instance_uuid, index)
         if os.path.exists(self.snapshot_dir(instance_uuid, index)):
@@ -257,10 +276,14 @@ class Store:
                     # of the last snapshot using it: copy it again.
                     continue
                 directory = self.instance_dir(instance_uuid)
-                os.makedirs(directory, 0o700, exist_ok=True)
+                os.makedirs(directory, SEARCH_ONLY, exist_ok=True)
+                if stat.S_IMODE(os.stat(directory).st_mode) != SEARCH_ONLY:
+                    os.chmod(directory, SEARCH_ONLY)
                 if os.path.exists(partial):
                     shutil.rmtree(partial)
                 os.mkdir(partial, 0o700)
+                if qemu_writes:
+                    os.chmod(partial, SEARCH_ONLY)
                 _write_json(
                     os.path.join(partial, MANIFEST),
                     {
@@ -299,6 +322,7 @@ class Store:
             _fsync_file(os.path.join(partial, name))
         data = dict(manifest, version=MANIFEST_VERSION)
         _write_json(os.path.join(partial, MANIFEST), data)
+        os.chmod(partial, 0o700)
         final = partial[: -len(PARTIAL)]
         os.rename(partial, final)
         _fsync_dir(os.path.dirname(final))

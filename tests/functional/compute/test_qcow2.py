@@ -10,11 +10,14 @@ domain looks exactly as Nova left it: disks on Nova's paths, the chain
 
 import json
 import os
+import pwd
 
 import libvirt
 import pytest
 
 from snapmanager_nova import exception
+from snapmanager_nova.compute.backends import crashpoints
+from snapmanager_nova.compute.backends import overlay
 from tests.functional.compute import nova_like
 
 pytestmark = pytest.mark.functional
@@ -125,6 +128,9 @@ def test_snapshot_and_restore_round_trip(
             stored, stored_format, base_pattern(name), "1M", "64k"
         )
         # ...and does not depend on Nova's _base file.
+        # The agent's, private, whoever wrote it (QEMU, for a backup).
+        info = os.stat(stored)
+        assert (info.st_uid, info.st_mode & 0o777) == (os.geteuid(), 0o600)
         chain = nova_like.backing_chain(stored, stored_format)
         if disk["layout"] == "delta":
             assert chain == [
@@ -269,4 +275,153 @@ def test_quiesce_policies_when_the_guest_cannot_freeze(
     skipped = backend.snapshot(inst.describe(), inst.dom, 3, "skip")
     assert skipped.quiesced is False
     assert_nova_layout(inst)
+    nova_like.undefine_as_nova(inst.dom)
+
+
+# -- Nova redefines the domain during an external snapshot ---------------
+
+
+def _nova_redefines(inst, nova_xml, start):
+    """Nova's hard reboot (start) or stop-and-redefine; the guest then
+    writes into Nova's disk, which is its active layer again."""
+    nova_like.redefine_as_nova(inst, nova_xml, start=start)
+    if start:
+        inst.hmp_io("disk", f"write -P {LATER} 1M 64k")
+
+
+@pytest.mark.parametrize("start", [True, False], ids=["reboot", "stop"])
+def test_external_snapshot_leaves_nova_disk_alone_after_redefinition(
+    backend, make_instance, file_mode, nova_host, monkeypatch, start
+):
+    file_mode("external")
+    inst = make_instance()
+    base = inst.bases["disk"]
+    checksum = nova_like.sha256(base)
+    nova_xml = inst.dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+
+    def during_copy(step):
+        if step == "overlay-created":
+            _nova_redefines(inst, nova_xml, start)
+
+    monkeypatch.setattr(crashpoints, "reached", during_copy)
+
+    with pytest.raises(exception.DisksChanged):
+        backend.snapshot(inst.describe(), inst.dom, 1, "prefer")
+
+    # Nova's disk was not merged into the base the instances share, and
+    # the overlay Nova dropped is gone with nothing committed from it.
+    assert nova_like.sha256(base) == checksum
+    assert inst.dom.isActive() == start
+    assert_nova_layout(inst)
+    assert backend.list_indexes(inst.uuid) == []
+    assert_store_clean(nova_host, inst)
+    if start:
+        inst.hmp_io("disk", f"read -P {LATER} 1M 64k")
+        inst.dom.destroy()
+        assert nova_like.has_pattern(inst.path(), "qcow2", LATER, "1M", "64k")
+    assert nova_like.has_pattern(inst.path(), "qcow2", 0xAB, "64k", "64k")
+    assert actions_of_recovery(backend, inst) == []
+    nova_like.undefine_as_nova(inst.dom)
+
+
+def test_external_snapshot_of_a_guest_that_powers_off_during_the_copy(
+    backend, make_instance, file_mode, nova_host, monkeypatch
+):
+    """No redefinition: the definition still names the overlay, whose
+    writes are merged offline, and the snapshot counts."""
+    file_mode("external")
+    inst = make_instance()
+    checksum = nova_like.sha256(inst.bases["disk"])
+
+    def during_copy(step):
+        if step == "overlay-created":
+            inst.hmp_io("disk", f"write -P {LATER} 1M 64k")
+            inst.dom.destroy()
+
+    monkeypatch.setattr(crashpoints, "reached", during_copy)
+
+    result = backend.snapshot(inst.describe(), inst.dom, 1, "prefer")
+
+    assert backend.list_indexes(inst.uuid) == [1]
+    assert nova_like.sha256(inst.bases["disk"]) == checksum
+    assert not inst.dom.isActive()
+    assert_nova_layout(inst)
+    # The write made into the overlay is in Nova's disk, not the copy.
+    assert nova_like.has_pattern(inst.path(), "qcow2", LATER, "1M", "64k")
+    stored = result.disks[0]["path"]
+    assert nova_like.has_pattern(
+        stored, "qcow2", nova_like.BASE_PATTERN, "1M", "64k"
+    )
+    assert_store_clean(nova_host, inst)
+    nova_like.undefine_as_nova(inst.dom)
+
+
+def test_external_snapshot_commit_races_a_redefinition(
+    backend, make_instance, file_mode, nova_host, monkeypatch
+):
+    """Nova redefines the domain after the agent last read its XML and
+    before the commit starts: libvirt must refuse the commit."""
+    file_mode("external")
+    inst = make_instance()
+    base = inst.bases["disk"]
+    checksum = nova_like.sha256(base)
+    nova_xml = inst.dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+    start_commit = overlay.start_commit
+    raced = []
+
+    def racing(*args, **kwargs):
+        if not raced:
+            raced.append(True)
+            _nova_redefines(inst, nova_xml, True)
+        return start_commit(*args, **kwargs)
+
+    monkeypatch.setattr(overlay, "start_commit", racing)
+
+    with pytest.raises(exception.DisksChanged):
+        backend.snapshot(inst.describe(), inst.dom, 1, "prefer")
+
+    assert raced
+    assert nova_like.sha256(base) == checksum
+    assert inst.dom.isActive()
+    assert_nova_layout(inst)
+    assert backend.list_indexes(inst.uuid) == []
+    assert_store_clean(nova_host, inst)
+    inst.hmp_io("disk", f"read -P {LATER} 1M 64k")
+    assert actions_of_recovery(backend, inst) == []
+    nova_like.undefine_as_nova(inst.dom)
+
+
+def actions_of_recovery(backend, inst):
+    return [
+        a
+        for a in backend.recover([inst.describe()])
+        if a.instance_uuid == inst.uuid
+    ]
+
+
+def qemu_uid(domain_name):
+    """The real uid of the QEMU process running ``domain_name``."""
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+            with open(f"/proc/{pid}/status", encoding="utf-8") as f:
+                status = f.read()
+        except OSError:
+            continue
+        if f"guest={domain_name},".encode() in b" ".join(argv):
+            return int(status.split("\nUid:")[1].split()[0])
+    raise AssertionError(f"no QEMU process for {domain_name}")
+
+
+def test_qemu_runs_as_the_configured_user(make_instance, nova_host):
+    """On libvirt-production QEMU is libvirt-qemu and libvirt hands it
+    the disk it uses, as on a compute host."""
+    inst = make_instance()
+    user = pwd.getpwnam(nova_host["qemu_user"])
+    assert qemu_uid(inst.name) == user.pw_uid
+    assert os.stat(inst.path()).st_uid == user.pw_uid
+    inst.dom.destroy()
+    # Dynamic ownership gives the file back to its owner (the test's).
+    assert os.stat(inst.path()).st_uid == os.geteuid()
     nova_like.undefine_as_nova(inst.dom)

@@ -87,12 +87,35 @@ def test_only_finished_snapshots_are_listed(store):
         store.read_manifest(UUID, 11)
 
 
+def mode_of(path):
+    return os.stat(path).st_mode & 0o777
+
+
 def test_store_files_are_private(store):
     final = take(store, UUID, 1)
-    assert os.stat(store.root).st_mode & 0o777 == 0o700
-    assert os.stat(final).st_mode & 0o777 == 0o700
+    # Others (QEMU's user) may pass through to a backup target, not list.
+    assert mode_of(store.root) == 0o711
+    assert mode_of(os.path.dirname(final)) == 0o711
+    assert mode_of(os.path.join(store.root, store_mod.BASE_DIR)) == 0o700
+    assert mode_of(final) == 0o700
     manifest = os.path.join(final, store_mod.MANIFEST)
-    assert os.stat(manifest).st_mode & 0o777 == 0o600
+    assert mode_of(manifest) == 0o600
+
+
+def test_only_a_backup_partial_lets_qemu_through(store):
+    closed = store.begin(UUID, 1, [], fake_copy())
+    open_ = store.begin(UUID, 2, [], fake_copy(), qemu_writes=True)
+    assert mode_of(closed) == 0o700
+    assert mode_of(open_) == 0o711
+    final = store.finish(open_, {"disks": []})
+    assert mode_of(final) == 0o700
+
+
+def test_an_existing_private_root_is_opened_for_qemu(store):
+    os.makedirs(store.root, 0o700)
+    os.chmod(store.root, 0o700)
+    take(store, UUID, 1)
+    assert mode_of(store.root) == 0o711
 
 
 def test_base_is_copied_once_and_shared(store):
