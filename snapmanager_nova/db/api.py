@@ -195,17 +195,19 @@ def _claim(session, model, stmt, values):
     same transaction, so no other conductor takes them after it commits.
     Returns them as marked.
     """
+    (key,) = sa.inspect(model).primary_key
     claimed = list(
         session.execute(stmt.with_for_update(skip_locked=True)).scalars()
     )
-    if claimed:
+    ids = [getattr(row, key.key) for row in claimed]
+    if ids:
         session.execute(
             sa.update(model)
-            .where(model.id.in_([row.id for row in claimed]))
+            .where(key.in_(ids))
             .values(**values)
             .execution_options(synchronize_session=False)
         )
-    return [_get(session, model, row.id) for row in claimed]
+    return [_get(session, model, row_id) for row_id in ids]
 
 
 def _paginate(session, stmt, model, limit, marker, sort_dir):
@@ -1735,7 +1737,6 @@ def instance_claim_releases(context, now, lease_until, limit):
     release leaves it due again at ``lease_until``. Most overdue first.
     """
     instance = models.Instance
-    session = context.session
     stmt = (
         sa.select(instance)
         .where(
@@ -1744,17 +1745,10 @@ def instance_claim_releases(context, now, lease_until, limit):
         )
         .order_by(instance.release_next_at, instance.uuid)
         .limit(limit)
-        .with_for_update(skip_locked=True)
     )
-    claimed = list(session.execute(stmt).scalars())
-    if claimed:
-        session.execute(
-            sa.update(instance)
-            .where(instance.uuid.in_([row.uuid for row in claimed]))
-            .values(release_next_at=lease_until)
-            .execution_options(synchronize_session=False)
-        )
-    return [_get(session, instance, row.uuid) for row in claimed]
+    return _claim(
+        context.session, instance, stmt, {"release_next_at": lease_until}
+    )
 
 
 @context_manager.writer
