@@ -19,7 +19,9 @@ from snapmanager_nova.conf import rbd
 
 CONF = cfg.CONF
 
-for _module in (
+# Every option group's module, registered below and listed by opts.py
+# for the sample-config generator.
+MODULES = (
     default,
     api,
     compute,
@@ -30,5 +32,7 @@ for _module in (
     notifications,
     quota,
     rbd,
-):
+)
+
+for _module in MODULES:
     _module.register_opts(CONF)
