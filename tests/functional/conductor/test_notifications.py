@@ -140,5 +140,12 @@ def test_notifications_follow_lock_and_delete(
         what="the delete recorded",
     )
     assert row.nova_status == "DELETED"
-    assert agent.of("delete") == [("delete", server.id, snapshot.id)]
+    # The row is marked first; the deletion is cast to the agent after,
+    # and reaches it over the message bus a moment later.
+    deletes = wait_until(
+        lambda: agent.of("delete"),
+        timeout=60,
+        what="the snapshot's delete cast",
+    )
+    assert deletes == [("delete", server.id, snapshot.id)]
     assert db_api.snapshot_get(ctx, snapshot.id).status == "deleting"
