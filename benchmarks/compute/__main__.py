@@ -7,6 +7,7 @@ import time
 
 import libvirt
 
+from benchmarks.compute import chain_cases
 from benchmarks.compute import env as env_mod
 from benchmarks.compute import file_cases
 from benchmarks.compute import rbd_cases
@@ -18,7 +19,8 @@ from snapmanager_nova.compute.backends import rbd as rbd_backend
 EXTERNAL = "qcow2-external"
 BACKUP = "qcow2-backup"
 RBD = "rbd"
-BACKENDS = (EXTERNAL, BACKUP, RBD)
+CHAIN = "qcow2-chain"
+BACKENDS = (EXTERNAL, BACKUP, RBD, CHAIN)
 # Nova's names: the root disk, and ephemeral disks from block device
 # mappings.
 DISK_SETS = (("disk",), ("disk", "disk.eph0", "disk.eph1", "disk.eph2"))
@@ -66,7 +68,26 @@ def parse_args(argv=None):
         help="data the guest wrote to each disk before the snapshots "
         "(default 16)",
     )
+    parser.add_argument(
+        "--disk-gib",
+        type=int,
+        default=1,
+        metavar="D",
+        help="qcow2-chain: size of the disk, all of it guest data (default 1)",
+    )
+    parser.add_argument(
+        "--changed-mib",
+        type=int,
+        default=16,
+        metavar="W",
+        help="qcow2-chain: data the guest writes before each of the 14 "
+        "snapshots (default 16)",
+    )
     args = parser.parse_args(argv)
+    if args.disk_gib < 1 or args.changed_mib < 1:
+        parser.error("--disk-gib and --changed-mib must be at least 1")
+    if args.changed_mib * 16 > args.disk_gib * 1024:
+        parser.error("--changed-mib must be at most 1/16 of the disk")
     if args.repeat is not None and args.repeat < 1:
         parser.error("--repeat must be at least 1")
     return args
@@ -89,6 +110,8 @@ def main(argv=None):
         repeat=args.repeat or (QUICK_REPEAT if args.quick else REPEAT),
         base_mib=args.base_mib,
         written_mib=args.written_mib,
+        disk_gib=args.disk_gib,
+        changed_mib=args.changed_mib,
     )
     backends = args.backend or BACKENDS
     libvirt.registerErrorHandler(_quiet_libvirt, None)
@@ -123,6 +146,8 @@ def _run(env, backends, options):
                     env, file_backend, mode, disk_names, options
                 )
                 report.show(case.table())
+    if CHAIN in backends:
+        report.show(chain_cases.run(env, file_backend, options))
     if RBD in backends:
         client = rbd_client.RbdClient()
         try:

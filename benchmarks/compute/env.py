@@ -30,6 +30,8 @@ class Options:
     repeat: int  # timed repetitions, after one warm-up
     base_mib: int  # data in each disk's base image (qcow2)
     written_mib: int  # data the guest wrote to each disk
+    disk_gib: int = 1  # the incremental chain's disk (qcow2-chain)
+    changed_mib: int = 16  # written before each of its snapshots
 
 
 @dataclasses.dataclass

@@ -8,7 +8,10 @@ it creates, renames or deletes beside Nova's files must carry a
 Snapmanager name (``<name>.snapmanager-<index>`` for an overlay,
 ``<name>.snapmanager-restore`` for a file being restored). Nothing here
 can delete or overwrite a Nova file except by renaming a Snapmanager file
-over it, which is what a restore is.
+over it, which is what a restore is; the one change made inside a Nova
+file is the removal of Snapmanager's own dirty bitmaps
+(``snapmanager-<n>``, the incremental mode's change tracking) from a
+disk no QEMU has open.
 
 Processes are started with argument lists, never through a shell.
 """
@@ -22,13 +25,15 @@ from oslo_concurrency import processutils
 from snapmanager_nova import conf as sm_conf
 from snapmanager_nova import exception
 from snapmanager_nova import privsep
-from snapmanager_nova.compute.backends import qemu_img
+from snapmanager_nova import qemu_img
 
 CONF = sm_conf.CONF
 
 # Files Snapmanager itself puts beside Nova's: overlays and restores.
 _OWN_NAME = re.compile(r"^[^/]+\.snapmanager-(?:\d+|restore)$")
 _STORE_FILE_MODE = 0o600
+# The change-tracking bitmaps of the incremental mode.
+_OWN_BITMAP = re.compile(r"^snapmanager-\d+$")
 
 
 def _refuse(operation, path, reason):
@@ -185,6 +190,19 @@ def rebase_unsafe(path, fmt, backing, backing_format):
 
 
 @privsep.sys_admin_pctxt.entrypoint
+def rebase_onto_nova_base(path, fmt, backing, backing_format):
+    """Put a restored image over Nova's backing file, reading the same.
+
+    For an image converted from a chain of stored files, which
+    ``convert -B`` would not copy whole (see qemu_img.convert).
+    """
+    real = _own_nova_path("rebase", path)
+    real_backing = _nova_path("backing file", backing)
+    qemu_img.rebase(real, fmt, real_backing, backing_format)
+    _fsync(real)
+
+
+@privsep.sys_admin_pctxt.entrypoint
 def commit_overlay(path, fmt):
     """Merge a Snapmanager overlay into the Nova disk below it (offline)."""
     real = _own_nova_path("commit", path)
@@ -192,6 +210,22 @@ def commit_overlay(path, fmt):
     backing = qemu_img.info(real, fmt).get("full-backing-filename")
     if backing:
         _fsync(backing)
+
+
+@privsep.sys_admin_pctxt.entrypoint
+def remove_bitmaps(path, fmt, names):
+    """Drop Snapmanager's dirty bitmaps from a Nova disk no QEMU has open.
+
+    Only bitmaps named ``snapmanager-<index>`` (the incremental mode's
+    change tracking) can be removed; Nova's data is not touched.
+    """
+    real = _nova_path("remove bitmap", path)
+    for name in names:
+        if not _OWN_BITMAP.match(name):
+            _refuse("remove bitmap", path, f"{name!r} is not ours")
+    for name in names:
+        qemu_img.remove_bitmap(real, fmt, name)
+    _fsync(real)
 
 
 @privsep.sys_admin_pctxt.entrypoint

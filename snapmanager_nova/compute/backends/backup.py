@@ -5,9 +5,11 @@ intercepting guest writes to areas not copied yet (copy-before-write):
 the domain's disks never change files, so Nova's view of them is never
 wrong, not even for a moment.
 
-Only full backups are used. Incremental ones need a libvirt checkpoint
-on the domain, and checkpoint metadata makes Nova's undefine (without
-VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA) fail, so none is ever created.
+The ``backup`` mode takes full backups only. The ``incremental`` mode
+also creates a checkpoint with the job and copies only what changed
+since the previous one, into a target that the agent made beforehand
+over the previous stored copy; libvirt's record of the checkpoint never
+stays on the domain (see :mod:`.checkpoints`).
 """
 
 import os
@@ -31,20 +33,25 @@ def supported(dom):
     return hasattr(dom, "backupBegin")
 
 
-def backup_xml(targets, all_targets):
+def backup_xml(targets, all_targets, incremental=None):
     """A push backup of the disks in ``targets`` (target: file path).
 
     Every other disk is listed with ``backup='no'``: libvirt would
-    otherwise back it up to a file of its own choosing.
+    otherwise back it up to a file of its own choosing. With
+    ``incremental`` (a checkpoint name) only the areas written since
+    that checkpoint are copied, into targets that already exist.
     """
     root = ElementTree.Element("domainbackup", mode="push")
+    if incremental:
+        ElementTree.SubElement(root, "incremental").text = incremental
     disks = ElementTree.SubElement(root, "disks")
     for target in all_targets:
         disk = ElementTree.SubElement(disks, "disk", name=target)
         if target in targets:
             disk.set("backup", "yes")
             disk.set("type", "file")
-            disk.set("backupmode", "full")
+            if not incremental:
+                disk.set("backupmode", "full")
             ElementTree.SubElement(disk, "driver", type="qcow2")
             ElementTree.SubElement(disk, "target", file=targets[target])
         else:
@@ -52,9 +59,17 @@ def backup_xml(targets, all_targets):
     return ElementTree.tostring(root, encoding="unicode")
 
 
-def begin(dom, xml, timeout):
-    """Start the job; the point in time is fixed when this returns."""
-    calls.bounded("backupBegin", timeout, dom.backupBegin, xml, None, 0)
+def begin(dom, xml, timeout, checkpoint_xml=None, reuse=False):
+    """Start the job; the point in time is fixed when this returns.
+
+    ``checkpoint_xml`` creates a checkpoint at that same point;
+    ``reuse``: the targets exist already (made by the caller, over the
+    previous copy) and libvirt writes into them as they are.
+    """
+    flags = libvirt.VIR_DOMAIN_BACKUP_BEGIN_REUSE_EXTERNAL if reuse else 0
+    calls.bounded(
+        "backupBegin", timeout, dom.backupBegin, xml, checkpoint_xml, flags
+    )
 
 
 def _job_type(dom, timeout):

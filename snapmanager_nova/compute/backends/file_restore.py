@@ -94,21 +94,44 @@ def _prepare(store, source, stored, nova):
                 nova_base,
                 backing["format"],
             )
+    elif stored.get("parent") is not None and nova_base:
+        # The newer end of a chain (incremental mode): flattened first,
+        # then put over Nova's base (see qemu_img.convert).
+        _convert_back(source, stored, temporary, nova, None, None)
+        nova_files.data_call(
+            f"rebase {nova.name}",
+            fs.rebase_onto_nova_base,
+            temporary,
+            nova.format,
+            nova_base,
+            backing["format"],
+        )
     else:
         # A full image (a backup) to put over Nova's base, or a format
         # change: write a new image that reads exactly the same.
-        nova_files.data_call(
-            f"convert back {nova.name}",
-            fs.convert_from_store,
+        _convert_back(
             source,
-            stored["stored_format"],
+            stored,
             temporary,
-            nova.format,
-            nova.path,
+            nova,
             nova_base,
             backing["format"] if nova_base else None,
         )
     return temporary
+
+
+def _convert_back(source, stored, temporary, nova, base, base_format):
+    nova_files.data_call(
+        f"convert back {nova.name}",
+        fs.convert_from_store,
+        source,
+        stored["stored_format"],
+        temporary,
+        nova.format,
+        nova.path,
+        base,
+        base_format,
+    )
 
 
 def _ensure_nova_base(store, backing):

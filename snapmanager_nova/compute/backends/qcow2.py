@@ -25,6 +25,14 @@ How a running domain's disks are caught at one instant
     the job's start while the guest keeps writing to Nova's files: the
     XML is never wrong. The copy is a full image of the disk, not a
     delta over the base, so it takes more space in the store.
+``incremental``
+    The same push backup, plus a checkpoint (:mod:`.checkpoints`): the
+    first snapshot is full, each next one copies only the clusters the
+    guest wrote since the previous one, into a qcow2 over the previous
+    stored file (a chain in the store, see :mod:`.store`). When change
+    tracking was lost the snapshot is a full one and says why
+    (``full_reason``). Deleting a snapshot in the middle of a chain
+    merges it into its child.
 
 A shut-off domain has no writer: its files are copied as they are, and
 the copy is thrown away if the domain starts or a file changes meanwhile.
@@ -51,17 +59,18 @@ from oslo_utils import excutils
 
 from snapmanager_nova import conf as sm_conf
 from snapmanager_nova import exception
+from snapmanager_nova import qemu_img
 from snapmanager_nova.compute import connection
 from snapmanager_nova.compute import domain
 from snapmanager_nova.compute import guest
 from snapmanager_nova.compute.backends import backup
 from snapmanager_nova.compute.backends import base
+from snapmanager_nova.compute.backends import checkpoints
 from snapmanager_nova.compute.backends import crashpoints
 from snapmanager_nova.compute.backends import file_restore
 from snapmanager_nova.compute.backends import merge
 from snapmanager_nova.compute.backends import nova_files
 from snapmanager_nova.compute.backends import overlay
-from snapmanager_nova.compute.backends import qemu_img
 from snapmanager_nova.compute.backends import store as store_mod
 from snapmanager_nova.privsep import fs
 
@@ -70,6 +79,7 @@ LOG = logging.getLogger(__name__)
 
 MODE_EXTERNAL = "external"
 MODE_BACKUP = "backup"
+MODE_INCREMENTAL = "incremental"
 MODE_OFFLINE = "offline"
 
 # A stored disk is either a qcow2 delta over the store's copy of its
@@ -110,7 +120,19 @@ class Qcow2Backend(base.Backend):
         xml = nova_files.call("domain XML", dom.XMLDesc, 0)
         targets = [disk.target for disk in overlay.domain_disks(xml)]
         self._check_no_block_job(instance, dom, layers)
-        if CONF.compute.file_snapshot_mode == MODE_BACKUP:
+        mode = CONF.compute.file_snapshot_mode
+        if mode in (MODE_BACKUP, MODE_INCREMENTAL):
+            # Dirty bitmaps live in qcow2 files only: flat raw disks
+            # (Nova's use_cow_images=False) get full backups.
+            chainable = all(layer.disk.format == "qcow2" for layer in layers)
+            if (
+                backup.supported(dom)
+                and mode == MODE_INCREMENTAL
+                and chainable
+            ):
+                return self._snapshot_incremental(
+                    instance, dom, index, quiesce, layers, targets
+                )
             if backup.supported(dom):
                 return self._snapshot_backup(
                     instance, dom, index, quiesce, layers, targets
@@ -203,24 +225,9 @@ class Qcow2Backend(base.Backend):
             # The guest only notices the freeze; the disks never move.
             pause = time.monotonic() - started if quiesced else 0.0
             crashpoints.reached("backup-started")
-            total = CONF.compute.copy_timeout
-            backup.wait(dom, time.monotonic() + total, timeout, total)
-            disks = []
-            for layer in layers:
-                path = files[layer.disk.target]
-                # libvirtd wrote the file: hand it to the agent.
-                nova_files.call(
-                    f"adopt {layer.disk.name}",
-                    fs.adopt_in_store,
-                    path,
-                    os.geteuid(),
-                    os.getegid(),
-                )
-                disks.append(
-                    self._stored(
-                        instance.uuid, index, layer, path, "qcow2", LAYOUT_FULL
-                    )
-                )
+            disks = self._finish_backup(
+                instance.uuid, index, dom, layers, files
+            )
             size = self._publish(
                 instance.uuid, index, partial, MODE_BACKUP, quiesced, disks
             )
@@ -234,6 +241,223 @@ class Qcow2Backend(base.Backend):
             quiesced=quiesced,
             pause_seconds=pause,
         )
+
+    def _finish_backup(self, instance_uuid, index, dom, layers, files):
+        """Wait for the backup job; the stored disks' descriptions."""
+        timeout = CONF.compute.call_timeout
+        total = CONF.compute.copy_timeout
+        backup.wait(dom, time.monotonic() + total, timeout, total)
+        disks = []
+        for layer in layers:
+            path = files[layer.disk.target]
+            # libvirtd wrote the file: hand it to the agent.
+            nova_files.call(
+                f"adopt {layer.disk.name}",
+                fs.adopt_in_store,
+                path,
+                os.geteuid(),
+                os.getegid(),
+            )
+            disks.append(
+                self._stored(
+                    instance_uuid, index, layer, path, "qcow2", LAYOUT_FULL
+                )
+            )
+        return disks
+
+    def _snapshot_incremental(
+        self, instance, dom, index, quiesce, layers, targets
+    ):
+        timeout = CONF.compute.call_timeout
+        tracked = [layer.disk.target for layer in layers]
+        partial = self._begin(instance.uuid, index, layers, MODE_INCREMENTAL)
+        files = {
+            layer.disk.target: os.path.join(partial, layer.disk.name)
+            for layer in layers
+        }
+        checkpoint = checkpoints.name(index)
+        since = None
+        try:
+            # A bitmap of this index left by an earlier attempt (a retry
+            # after a timeout) would make the checkpoint's creation fail.
+            checkpoints.remove(dom, checkpoint, tracked, targets, timeout)
+            parent, full_reason = self._chain_parent(
+                instance.uuid, dom, layers, tracked, targets
+            )
+            if parent is not None:
+                for layer in layers:
+                    # The target reads as the parent until QEMU writes
+                    # the changed clusters into it.
+                    nova_files.call(
+                        f"create {layer.disk.name}",
+                        qemu_img.create_over,
+                        files[layer.disk.target],
+                        os.path.join("..", str(parent), layer.disk.name),
+                        "qcow2",
+                    )
+            started = time.monotonic()
+            with guest.frozen(
+                dom, instance.uuid, quiesce, timeout
+            ) as quiesced:
+                if parent is not None:
+                    # The parent's checkpoint record is defined again, if
+                    # its bitmap is intact, as late as possible (the guest
+                    # is frozen already): from here to the job's start it
+                    # is on the domain, and it must go whatever happens.
+                    since = checkpoints.name(parent)
+                    problem = checkpoints.restore_record(
+                        dom, since, tracked, targets, timeout
+                    )
+                    if problem:
+                        self._lost_tracking(
+                            dom, since, files, tracked, targets
+                        )
+                        since = parent = None
+                        full_reason = f"change tracking was lost ({problem})"
+                backup.begin(
+                    dom,
+                    backup.backup_xml(files, targets, incremental=since),
+                    timeout,
+                    checkpoint_xml=checkpoints.checkpoint_xml(
+                        checkpoint, tracked, targets
+                    ),
+                    reuse=since is not None,
+                )
+            pause = time.monotonic() - started if quiesced else 0.0
+            crashpoints.reached("checkpoint-created")
+            # Nova must never find our records on its domain: they go
+            # now, the bitmaps stay in QEMU.
+            records = [checkpoint] + ([since] if since else [])
+            records = self._forget_during_job(dom, records)
+            crashpoints.reached("backup-started")
+            disks = self._finish_backup(
+                instance.uuid, index, dom, layers, files
+            )
+            for name in records:
+                checkpoints.forget(dom, name, timeout)
+            for record in disks:
+                record["parent"] = parent
+                record["full_reason"] = full_reason
+            size = self._publish(
+                instance.uuid,
+                index,
+                partial,
+                MODE_INCREMENTAL,
+                quiesced,
+                disks,
+                extra={
+                    "parent": parent,
+                    "checkpoint": checkpoint,
+                    "full_reason": full_reason,
+                },
+            )
+        except Exception:
+            with excutils.save_and_reraise_exception():
+                self._abort_backup(dom, partial)
+                self._undo_store(instance.uuid, index, partial, False)
+                self._quietly(
+                    checkpoints.remove, dom, checkpoint, tracked, targets
+                )
+                if since:
+                    self._quietly(checkpoints.forget, dom, since)
+        if since:
+            # The new bitmap records every write from now on; the old
+            # one is of no more use.
+            self._quietly(checkpoints.remove, dom, since, tracked, targets)
+        crashpoints.reached("incremental-published")
+        if full_reason:
+            LOG.warning(
+                "Snapshot %s of %s is a full copy: %s",
+                index,
+                instance.uuid,
+                full_reason,
+            )
+        LOG.info(
+            "Snapshot %s of %s: %d disk(s), %d bytes stored (over %s)",
+            index,
+            instance.uuid,
+            len(disks),
+            size,
+            parent,
+        )
+        return base.SnapshotResult(
+            disks=disks,
+            size_bytes=size,
+            quiesced=quiesced,
+            pause_seconds=pause,
+        )
+
+    @staticmethod
+    def _forget_during_job(dom, records):
+        """Forget checkpoint records now; return those libvirt kept.
+
+        libvirt 9.0 lets a record go while the backup job runs, so none
+        stays while data is copied; should a libvirt refuse, they go as
+        soon as the job has ended.
+        """
+        kept = []
+        for name in records:
+            try:
+                checkpoints.forget(dom, name, CONF.compute.call_timeout)
+            except exception.BackendError as exc:
+                LOG.warning(
+                    "Checkpoint record %s stays until the backup job ends: %s",
+                    name,
+                    exc,
+                )
+                kept.append(name)
+        return kept
+
+    def _chain_parent(self, instance_uuid, dom, layers, tracked, targets):
+        """(index of the parent, None), or (None, why a full copy).
+
+        From the store alone; whether the parent's bitmap is intact is
+        checked right before the job.
+        """
+        latest = self.store.latest(instance_uuid)
+        if latest is None:
+            return None, "first snapshot of the instance"
+        parent, manifest = latest
+        if manifest.get("mode") != MODE_INCREMENTAL or not manifest.get(
+            "checkpoint"
+        ):
+            return None, "the previous snapshot tracked no changes"
+        stored = [
+            (d["name"], d["target"], d["virtual_size"], d["stored_format"])
+            for d in manifest["disks"]
+        ]
+        current = [
+            (layer.disk.name, layer.disk.target, layer.virtual_size, "qcow2")
+            for layer in layers
+        ]
+        if stored != current:
+            self._quietly(
+                checkpoints.remove,
+                dom,
+                manifest["checkpoint"],
+                tracked,
+                targets,
+            )
+            return None, "the instance's disks changed"
+        return parent, None
+
+    def _lost_tracking(self, dom, checkpoint, files, tracked, targets):
+        """Back to a full copy: no targets over the parent, no bitmap.
+
+        Whatever is left of the parent's bitmap goes: an inconsistent
+        one would make Nova's qemu-img resize fail.
+        """
+        for path in files.values():
+            os.unlink(path)
+        self._quietly(checkpoints.remove, dom, checkpoint, tracked, targets)
+
+    @staticmethod
+    def _quietly(func, *args):
+        """A clean-up of our checkpoints that must not hide the result."""
+        try:
+            func(*args, CONF.compute.call_timeout)
+        except Exception:
+            LOG.exception("Cannot clean up checkpoint %s", args[1])
 
     def _snapshot_offline(self, instance, dom, index, layers):
         before = [nova_files.file_state(layer.disk.path) for layer in layers]
@@ -287,7 +511,7 @@ class Qcow2Backend(base.Backend):
             copy_base,
             mode=mode,
             # QEMU, as its own user, writes a backup's targets itself.
-            qemu_writes=mode == MODE_BACKUP,
+            qemu_writes=mode in (MODE_BACKUP, MODE_INCREMENTAL),
         )
         try:
             for name, path in bases.items():
@@ -371,11 +595,14 @@ class Qcow2Backend(base.Backend):
             }
         return record
 
-    def _publish(self, instance_uuid, index, partial, mode, quiesced, disks):
+    def _publish(
+        self, instance_uuid, index, partial, mode, quiesced, disks, extra=None
+    ):
         size = sum(disk["allocated_bytes"] for disk in disks)
         self.store.finish(
             partial,
             {
+                **(extra or {}),
                 "instance_uuid": instance_uuid,
                 "index": index,
                 "mode": mode,
@@ -425,7 +652,20 @@ class Qcow2Backend(base.Backend):
         file_restore.restore(self.store, instance, index)
 
     def delete(self, instance_uuid, index, disks):
-        freed = self.store.remove(instance_uuid, index)
+        child = self.store.child_of(instance_uuid, index)
+        if self.store.merging(instance_uuid, index):
+            # A retry after a merge that failed half way: finish it.
+            freed = self.store.resume_merge(
+                instance_uuid, index, self._commit_stored
+            )
+        elif child is not None:
+            # Its clusters are still part of what the child reads.
+            freed = self.store.merge_into_child(
+                instance_uuid, index, child, self._commit_stored
+            )
+        else:
+            self._drop_tracking_of(instance_uuid, index)
+            freed = self.store.remove(instance_uuid, index)
         LOG.info(
             "Deleted snapshot %s of %s: %d bytes freed",
             index,
@@ -433,6 +673,67 @@ class Qcow2Backend(base.Backend):
             freed,
         )
         return freed
+
+    @staticmethod
+    def _commit_stored(path):
+        nova_files.data_call(
+            f"merge {os.path.basename(path)}",
+            qemu_img.commit,
+            path,
+            "qcow2",
+        )
+
+    def _drop_tracking_of(self, instance_uuid, index):
+        """Remove the bitmap of the newest snapshot, which goes now.
+
+        Nothing would ever use it again (the next snapshot's parent is
+        an older one, whose bitmap is gone: a full copy), yet Nova's
+        disk would carry it.
+        """
+        latest = self.store.latest(instance_uuid)
+        if latest is None or latest[0] != index:
+            return
+        checkpoint = latest[1].get("checkpoint")
+        if not checkpoint:
+            return
+        try:
+            dom = self._lookup(instance_uuid)
+            if dom is not None:
+                self._drop_bitmaps(dom, [checkpoint])
+        except Exception:
+            LOG.exception("Cannot remove checkpoint %s", checkpoint)
+
+    def _drop_bitmaps(self, dom, names, in_use_only=False):
+        """Remove our bitmaps ``names`` (None: all of ours) from a domain."""
+        instance = nova_files.describe(dom)
+        disks = [disk for disk in instance.disks if disk.format == "qcow2"]
+        if nova_files.call("domain state", dom.isActive):
+            xml = nova_files.call("domain XML", dom.XMLDesc, 0)
+            targets = [disk.target for disk in overlay.domain_disks(xml)]
+            for checkpoint in names or ():
+                checkpoints.remove(
+                    dom,
+                    checkpoint,
+                    [disk.target for disk in disks],
+                    targets,
+                    CONF.compute.call_timeout,
+                )
+            return
+        for disk in disks:
+            info = nova_files.call(
+                f"image info {disk.name}", fs.image_info, disk.path, "qcow2"
+            )
+            found = checkpoints.our_bitmaps(info, in_use_only)
+            doomed = [n for n in found if names is None or n in names]
+            if doomed:
+                nova_files.call(
+                    f"remove bitmaps of {disk.name}",
+                    fs.remove_bitmaps,
+                    disk.path,
+                    "qcow2",
+                    doomed,
+                )
+                LOG.info("Removed %s from %s", ", ".join(doomed), disk.path)
 
     def list_indexes(self, instance_uuid):
         return self.store.list_indexes(instance_uuid)
@@ -484,6 +785,20 @@ class Qcow2Backend(base.Backend):
             backup.abort_if_writing_under(
                 dom, self.store.root, CONF.compute.call_timeout
             )
+        # Records of checkpoints an agent killed mid-snapshot left: Nova
+        # could not undefine the domain with them. Bitmaps of a partial
+        # snapshot go with the partial copy (_discard_partial).
+        found = checkpoints.forget_all_ours(dom, CONF.compute.call_timeout)
+        if found:
+            LOG.warning(
+                "Removed checkpoint records %s from %s",
+                sorted(found.values()),
+                instance_uuid,
+            )
+        if not nova_files.call("domain state", dom.isActive):
+            # A QEMU killed with our bitmaps open left them inconsistent
+            # in Nova's file, where they would fail Nova's resize.
+            self._drop_bitmaps(dom, None, in_use_only=True)
         indexes = merge.merge_domain(instance_uuid, dom)
         return self._committed(instance_uuid, indexes)
 
@@ -545,9 +860,20 @@ class Qcow2Backend(base.Backend):
 
     def _recover_store(self):
         actions = []
+        for instance_uuid, index in self.store.finish_merges(
+            self._commit_stored
+        ):
+            actions.append(
+                base.RecoveryAction(
+                    instance_uuid,
+                    index,
+                    "discarded",
+                    "finished merging it into its child",
+                )
+            )
         for instance_uuid, index, path in self.store.partials():
             try:
-                freed = self._discard_partial(instance_uuid, path)
+                freed = self._discard_partial(instance_uuid, index, path)
             except (exception.SnapmanagerException, OSError) as exc:
                 LOG.error("Cannot remove the partial copy %s: %s", path, exc)
                 continue
@@ -571,14 +897,17 @@ class Qcow2Backend(base.Backend):
         self.store.collect_bases()
         return actions
 
-    def _discard_partial(self, instance_uuid, path):
+    def _discard_partial(self, instance_uuid, index, path):
         mode = self.store.read_partial_manifest(path).get("mode")
         dom = self._lookup(instance_uuid)
         if dom is not None and nova_files.call("domain state", dom.isActive):
             # A backup job outlives the agent: stop it writing first.
             backup.abort_if_writing_under(dom, path, CONF.compute.call_timeout)
-            if mode == MODE_BACKUP:
+            if mode in (MODE_BACKUP, MODE_INCREMENTAL):
                 self._thaw(dom)
+            if mode == MODE_INCREMENTAL:
+                # Its checkpoint's bitmap, if the job had begun.
+                self._drop_bitmaps(dom, [checkpoints.name(index)])
         return self.store.discard(path)
 
     def _thaw(self, dom):

@@ -8,6 +8,9 @@ Under ``[compute] snapshot_store_path``::
     <uuid>/<index>/manifest.json   what snapshot <index> holds
     <uuid>/<index>/<disk name>     the stored image of each disk
     <uuid>/<index>.partial/        snapshot <index> being written
+    <uuid>/<index>/merge.json      snapshot <index> being deleted by
+                                   merging it into its child (no
+                                   manifest.json any more)
     .lock                          serialises base copies against their
                                    collection
 
@@ -22,6 +25,18 @@ store keeps its own copy of each base, taken once and shared. A base copy
 is referenced by the manifests (partial ones included) that name it, and
 is dropped when the last of them goes; the lock makes "copy the base if
 missing, then reference it" and "drop what nothing references" exclusive.
+
+Chains: a snapshot of the ``incremental`` mode whose manifest names a
+``parent`` stores each disk as a qcow2 holding only the clusters written
+since the parent, over ``../<parent>/<disk name>`` (a path relative to
+its own directory, so a chain stays valid when the instance's directory
+is copied elsewhere); the oldest of a chain is a full image.
+:meth:`Store.chain_files` lists every file a snapshot needs. Deleting a
+snapshot that has a child merges it into the child
+(:meth:`Store.merge_into_child`): the child's clusters are committed
+into the parent's file, which then reads exactly as the child did and is
+renamed over the child's file; a ``merge.json`` records the intent
+first, so a crash at any step is finished by :meth:`Store.finish_merges`.
 
 The store belongs to the agent's user: everything here runs without
 privileges. Copies out of Nova's tree come in through
@@ -42,11 +57,13 @@ from oslo_log import log as logging
 from oslo_utils import uuidutils
 
 from snapmanager_nova import exception
+from snapmanager_nova.compute.backends import crashpoints
 
 LOG = logging.getLogger(__name__)
 
 BASE_DIR = "_base"
 MANIFEST = "manifest.json"
+MERGE = "merge.json"
 PARTIAL = ".partial"
 LOCK_FILE = ".lock"
 MANIFEST_VERSION = 1
@@ -172,6 +189,78 @@ class Store:
             raise exception.StoredSnapshotNotFound(
                 instance_uuid=instance_uuid, index=index
             ) from None
+
+    def latest(self, instance_uuid):
+        """The newest complete snapshot's (index, manifest), or None."""
+        indexes = self.list_indexes(instance_uuid)
+        if not indexes:
+            return None
+        return indexes[-1], self.read_manifest(instance_uuid, indexes[-1])
+
+    def chain(self, instance_uuid, index):
+        """Indexes whose files snapshot ``index`` reads, itself first.
+
+        Only a complete snapshot (or one whose merge into this one is
+        under way, which recovery finishes first) is followed.
+        """
+        found = [index]
+        manifest = self.read_manifest(instance_uuid, index)
+        while manifest.get("parent") is not None:
+            parent = manifest["parent"]
+            if parent in found or len(found) > 100000:
+                raise exception.SnapshotStoreError(
+                    path=self.snapshot_dir(instance_uuid, index),
+                    reason="the chain of parents loops",
+                )
+            found.append(parent)
+            manifest = self._chain_manifest(instance_uuid, parent)
+        return found
+
+    def _chain_manifest(self, instance_uuid, index):
+        """The manifest of a snapshot, or of one being merged (whose file
+        its child still reads through until the merge is finished)."""
+        if self.merging(instance_uuid, index):
+            path = os.path.join(self.snapshot_dir(instance_uuid, index), MERGE)
+            with open(path, encoding="utf-8") as stream:
+                return json.load(stream)["manifest"]
+        return self.read_manifest(instance_uuid, index)
+
+    def chain_files(self, instance_uuid, index):
+        """Every file snapshot ``index`` needs to be restored, as paths.
+
+        Its manifest and disk files, those of each snapshot its disks are
+        layered over (its chain: their files are the backing files of
+        its own, named relatively inside the instance's directory), and
+        the base copies the manifests name (``_base/<name>``, used when
+        Nova's own base is gone at the restore). Copying these to the
+        same relative paths under another store makes the snapshot
+        restorable there, and listable once the manifest is in place:
+        copy the manifest last. A member whose merge into its child was
+        cut short has its ``merge.json`` listed instead of a manifest:
+        the receiving agent's recovery finishes that merge.
+        """
+        files = []
+        bases = set()
+        for member in reversed(self.chain(instance_uuid, index)):
+            manifest = self._chain_manifest(instance_uuid, member)
+            directory = self.snapshot_dir(instance_uuid, member)
+            for disk in manifest["disks"]:
+                files.append(os.path.join(directory, check_name(disk["name"])))
+            merging = self.merging(instance_uuid, member)
+            files.append(
+                os.path.join(directory, MERGE if merging else MANIFEST)
+            )
+            bases.update(manifest.get("bases", ()))
+        return [self.base_path(name) for name in sorted(bases)] + files
+
+    def child_of(self, instance_uuid, index):
+        """The complete snapshot layered directly over ``index``, if any."""
+        for other in self.list_indexes(instance_uuid):
+            if other > index and (
+                self.read_manifest(instance_uuid, other).get("parent") == index
+            ):
+                return other
+        return None
 
     @staticmethod
     def read_partial_manifest(path):
@@ -348,6 +437,11 @@ class Store:
         """
         final = self.snapshot_dir(instance_uuid, index)
         doomed = self.partial_dir(instance_uuid, index)
+        if self.merging(instance_uuid, index):
+            # Its file is still its child's backing file.
+            raise exception.SnapshotStoreError(
+                path=final, reason="it is being merged into its child"
+            )
         freed = 0
         with contextlib.suppress(FileNotFoundError):
             os.rename(final, doomed)
@@ -357,6 +451,96 @@ class Store:
             _fsync_dir(self.instance_dir(instance_uuid))
         self._remove_instance_dir_if_empty(self.instance_dir(instance_uuid))
         return freed + self.collect_bases()
+
+    def merge_into_child(self, instance_uuid, index, child, commit):
+        """Delete snapshot ``index`` by merging it into ``child``.
+
+        ``commit(path)`` commits the qcow2 ``path`` into its backing file
+        (``qemu-img commit -d``). Returns the bytes freed.
+        """
+        directory = self.snapshot_dir(instance_uuid, index)
+        manifest = self.read_manifest(instance_uuid, index)
+        before = allocated_bytes(directory) + allocated_bytes(
+            self.snapshot_dir(instance_uuid, child)
+        )
+        # The intent first; without a manifest the snapshot is no longer
+        # listed, restorable or deletable on its own.
+        _write_json(
+            os.path.join(directory, MERGE),
+            {"into": child, "manifest": manifest},
+        )
+        os.unlink(os.path.join(directory, MANIFEST))
+        _fsync_dir(directory)
+        self._finish_merge(instance_uuid, index, commit)
+        after = allocated_bytes(self.snapshot_dir(instance_uuid, child))
+        return max(before - after, 0) + self.collect_bases()
+
+    def merging(self, instance_uuid, index):
+        """Whether snapshot ``index``'s merge into its child is unfinished
+        (a failure or a crash cut it short)."""
+        return os.path.isfile(
+            os.path.join(self.snapshot_dir(instance_uuid, index), MERGE)
+        )
+
+    def resume_merge(self, instance_uuid, index, commit):
+        """Finish an interrupted :meth:`merge_into_child`; bytes freed."""
+        before = allocated_bytes(self.instance_dir(instance_uuid))
+        self._finish_merge(instance_uuid, index, commit)
+        after = allocated_bytes(self.instance_dir(instance_uuid))
+        return max(before - after, 0) + self.collect_bases()
+
+    def _finish_merge(self, instance_uuid, index, commit):
+        """Every step of a merge, each one safe to repeat after a crash."""
+        directory = self.snapshot_dir(instance_uuid, index)
+        with open(os.path.join(directory, MERGE), encoding="utf-8") as f:
+            intent = json.load(f)
+        child = intent["into"]
+        parent = intent["manifest"].get("parent")
+        child_dir = self.snapshot_dir(instance_uuid, child)
+        for disk in intent["manifest"]["disks"]:
+            name = check_name(disk["name"])
+            own = os.path.join(directory, name)
+            if not os.path.exists(own):
+                continue  # renamed over the child's file already
+            # The child's clusters go into our file, which then reads as
+            # the child does; the child's file reads the same all along
+            # (its clusters stay, -d), so a crash here changes nothing a
+            # restore of the child sees, and the commit is repeated.
+            commit(os.path.join(child_dir, name))
+            _fsync_file(own)
+            crashpoints.reached("merge-committed")
+            os.rename(own, os.path.join(child_dir, name))
+            _fsync_dir(child_dir)
+            crashpoints.reached("merge-renamed")
+        manifest = self.read_manifest(instance_uuid, child)
+        if manifest.get("parent") == index:
+            for disk in manifest["disks"]:
+                disk["allocated_bytes"] = allocated_bytes(
+                    os.path.join(child_dir, check_name(disk["name"]))
+                )
+                disk["parent"] = parent
+            manifest["parent"] = parent
+            manifest["size_bytes"] = sum(
+                d["allocated_bytes"] for d in manifest["disks"]
+            )
+            _write_json(os.path.join(child_dir, MANIFEST), manifest)
+        shutil.rmtree(directory)
+        _fsync_dir(self.instance_dir(instance_uuid))
+
+    def finish_merges(self, commit):
+        """Finish every merge a crash interrupted; [(uuid, index)]."""
+        done = []
+        for entry in self._instance_entries():
+            directory = os.path.join(self.root, entry)
+            for name in sorted(os.listdir(directory)):
+                if _INDEX.match(name) and os.path.isfile(
+                    os.path.join(directory, name, MERGE)
+                ):
+                    self._finish_merge(entry, int(name), commit)
+                    done.append((entry, int(name)))
+        if done:
+            self.collect_bases()
+        return done
 
     def _remove_instance_dir_if_empty(self, directory):
         try:

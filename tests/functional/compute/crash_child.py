@@ -3,7 +3,8 @@
     python -m tests.functional.compute.crash_child '<json parameters>'
 
 Parameters: "uri", "instances_path", "snapshot_store_path", "mode",
-"uuid", "index", "step". The process takes a snapshot of the domain and
+"uuid", "index", "step", and optionally "operation" ("delete" deletes
+snapshot "index" instead). The process takes a snapshot of the domain and
 kills itself with SIGKILL when the backend reaches ``step`` (one of the
 points of :mod:`snapmanager_nova.compute.backends.crashpoints`): nothing
 in it gets a chance to clean up, exactly as with ``kill -9`` of the
@@ -50,7 +51,10 @@ def main(argv):
         dom.XMLDesc(0), skip_disks=tuple(conf.compute.skip_disks)
     )
     backend = qcow2.Qcow2Backend(connect=lambda: conn)
-    backend.snapshot(instance, dom, params["index"], "prefer")
+    if params.get("operation") == "delete":
+        backend.delete(params["uuid"], params["index"], [])
+    else:
+        backend.snapshot(instance, dom, params["index"], "prefer")
     return STEP_NOT_REACHED
 
 

@@ -30,8 +30,11 @@ INDEX = 7
 DURING = 0xEE
 
 
-def crash_at(nova_host, inst, step, mode="external", index=INDEX):
+def crash_at(
+    nova_host, inst, step, mode="external", index=INDEX, operation=None
+):
     params = {
+        "operation": operation,
         "uri": nova_host["uri"],
         "instances_path": nova_host["instances"],
         "snapshot_store_path": nova_host["store"],

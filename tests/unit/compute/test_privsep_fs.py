@@ -5,6 +5,7 @@ are the daemon's own, whatever the caller asks.
 """
 
 import os
+import subprocess
 import types
 
 import pytest
@@ -130,3 +131,22 @@ def test_list_own_files(host):
         "disk.snapmanager-restore",
     ]
     assert fs.list_own_files(str(host["instances"] / "gone")) == []
+
+
+def test_only_snapmanager_bitmaps_are_removed(host):
+    disk = host["dir"] / "disk.qcow2"
+    qemu_img = ["qemu-img", "create", "-q", "-f", "qcow2", str(disk), "1M"]
+    subprocess.run(qemu_img, check=True)
+    for name in ("snapmanager-3", "nova-backup"):
+        subprocess.run(
+            ["qemu-img", "bitmap", "--add", "-f", "qcow2", str(disk), name],
+            check=True,
+        )
+    with pytest.raises(exception.PathNotAllowed):
+        fs.remove_bitmaps(str(disk), "qcow2", ["snapmanager-3", "nova-backup"])
+
+    fs.remove_bitmaps(str(disk), "qcow2", ["snapmanager-3"])
+
+    info = fs.image_info(str(disk), "qcow2")
+    names = [b["name"] for b in info["format-specific"]["data"]["bitmaps"]]
+    assert names == ["nova-backup"]

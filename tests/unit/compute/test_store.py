@@ -2,11 +2,13 @@
 
 import json
 import os
+import subprocess
 import threading
 
 import pytest
 
 from snapmanager_nova import exception
+from snapmanager_nova import qemu_img
 from snapmanager_nova.compute.backends import store as store_mod
 
 UUID = "4d7c2a5e-51a3-4c53-9a39-1f0e9b7d2c11"
@@ -254,3 +256,129 @@ def test_allocated_bytes_ignores_holes(tmp_path):
         stream.write(b"x")
     assert store_mod.allocated_bytes(str(sparse)) < 1024 * 1024
     assert store_mod.allocated_bytes(str(tmp_path / "missing")) == 0
+
+
+# Chains (incremental mode), with real qcow2 files and qemu-img.
+
+
+def qemu_io(path, command, read_only=False):
+    argv = ["qemu-io", "-f", "qcow2"] + (["-r"] if read_only else [])
+    return subprocess.run(
+        [*argv, "-c", command, path], capture_output=True, text=True
+    )
+
+
+def reads(path, pattern, offset):
+    return qemu_io(path, f"read -P {pattern} {offset} 64k", True).returncode
+
+
+def take_link(store, index, parent):
+    """Snapshot ``index``: a qcow2 over ``parent``'s, with its own write."""
+    partial = store.begin(UUID, index, [], fake_copy())
+    path = os.path.join(partial, "disk")
+    if parent is None:
+        subprocess.run(
+            ["qemu-img", "create", "-q", "-f", "qcow2", path, "4M"],
+            check=True,
+        )
+    else:
+        qemu_img.create_over(path, f"../{parent}/disk", "qcow2")
+    qemu_io(path, f"write -P {index} {index * 64}k 64k")
+    disk = {"name": "disk", "allocated_bytes": 0, "parent": parent}
+    store.finish(
+        partial,
+        {"disks": [disk], "bases": [], "parent": parent, "size_bytes": 0},
+    )
+    return os.path.join(store.snapshot_dir(UUID, index), "disk")
+
+
+def commit(path):
+    qemu_img.commit(path, "qcow2")
+
+
+def assert_snapshot(store, index, written):
+    path = os.path.join(store.snapshot_dir(UUID, index), "disk")
+    for n in range(1, 5):
+        expected = n if n in written else 0
+        assert reads(path, expected, f"{n * 64}k") == 0, (index, n)
+
+
+@pytest.fixture
+def chain(store):
+    for index, parent in ((1, None), (2, 1), (3, 2), (4, 3)):
+        take_link(store, index, parent)
+    return store
+
+
+def test_chain_files_lists_parents_first(chain):
+    assert chain.chain(UUID, 3) == [3, 2, 1]
+    files = chain.chain_files(UUID, 3)
+    assert files == [
+        os.path.join(chain.snapshot_dir(UUID, n), name)
+        for n in (1, 2, 3)
+        for name in ("disk", "manifest.json")
+    ]
+    assert chain.child_of(UUID, 2) == 3
+    assert chain.child_of(UUID, 4) is None
+
+
+def test_merging_a_middle_snapshot_keeps_the_others(chain):
+    freed = chain.merge_into_child(UUID, 2, 3, commit)
+
+    assert freed >= 0
+    assert chain.list_indexes(UUID) == [1, 3, 4]
+    assert chain.read_manifest(UUID, 3)["parent"] == 1
+    assert chain.read_manifest(UUID, 3)["disks"][0]["parent"] == 1
+    assert_snapshot(chain, 1, {1})
+    assert_snapshot(chain, 3, {1, 2, 3})
+    assert_snapshot(chain, 4, {1, 2, 3, 4})
+    assert not os.path.exists(chain.snapshot_dir(UUID, 2))
+
+
+def test_merging_the_oldest_makes_its_child_whole(chain):
+    chain.merge_into_child(UUID, 1, 2, commit)
+
+    assert chain.chain(UUID, 4) == [4, 3, 2]
+    assert chain.read_manifest(UUID, 2)["parent"] is None
+    assert_snapshot(chain, 2, {1, 2})
+    assert_snapshot(chain, 4, {1, 2, 3, 4})
+
+
+def test_a_merge_cut_short_is_finished(chain):
+    def crash(path):
+        commit(path)
+        raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError):
+        chain.merge_into_child(UUID, 2, 3, crash)
+    # No longer listed, yet still holding what 3 reads.
+    assert chain.list_indexes(UUID) == [1, 3, 4]
+    assert_snapshot(chain, 3, {1, 2, 3})
+
+    assert chain.finish_merges(commit) == [(UUID, 2)]
+
+    assert chain.read_manifest(UUID, 3)["parent"] == 1
+    assert_snapshot(chain, 3, {1, 2, 3})
+    assert_snapshot(chain, 4, {1, 2, 3, 4})
+    assert chain.finish_merges(commit) == []
+
+
+def test_a_failed_merge_is_resumed_not_removed(chain):
+    def fail(path):
+        raise RuntimeError("commit timed out")
+
+    with pytest.raises(RuntimeError):
+        chain.merge_into_child(UUID, 2, 3, fail)
+    assert chain.merging(UUID, 2)
+    # Removing it would break snapshot 3, which reads through its file.
+    with pytest.raises(exception.SnapshotStoreError):
+        chain.remove(UUID, 2)
+    # Snapshot 3's files still include it, until the merge is done.
+    assert chain.chain(UUID, 3) == [3, 2, 1]
+
+    assert chain.resume_merge(UUID, 2, commit) >= 0
+
+    assert not chain.merging(UUID, 2)
+    assert chain.read_manifest(UUID, 3)["parent"] == 1
+    assert_snapshot(chain, 3, {1, 2, 3})
+    assert_snapshot(chain, 4, {1, 2, 3, 4})
