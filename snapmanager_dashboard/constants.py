@@ -63,6 +63,9 @@ SNAPSHOT_STATUSES = (
 )
 # Statuses a snapshot leaves by itself: its row refreshes until then.
 SNAPSHOT_CHANGING = (SNAPSHOT_CREATING, SNAPSHOT_DELETING)
+# Shown, never stored (db/models.py SNAPSHOT_UNAVAILABLE): the host
+# storing the snapshot is out of service for good (API microversion 1.4).
+SNAPSHOT_UNAVAILABLE = "unavailable"
 
 # Operation states (db/models.py OPERATION_STATES).
 OPERATION_PENDING = "pending"

@@ -59,6 +59,40 @@ def check_snapshot(context, project_id, releasing=None):
     """
     limit = limits(context, project_id)
     count, size = db_api.snapshot_usage(context, project_id)
+    _check(limit, count, size, releasing)
+
+
+class ProjectBudget:
+    """:func:`check_snapshot` for many snapshots of one project recorded
+    in one transaction (the clock's batch): the limits and the usage are
+    read once, and each snapshot taken counts against the next."""
+
+    def __init__(self, limit, count, size):
+        self.limit = limit
+        self.count = count
+        self.size = size
+
+    @classmethod
+    def of_projects(cls, context, project_ids):
+        """``{project_id: ProjectBudget}``, read in two queries."""
+        overrides = db_api.project_quota_get_many(context, project_ids)
+        usage = db_api.snapshot_usage_many(context, project_ids)
+        return {
+            project_id: cls(
+                dict(defaults(), **overrides.get(project_id, {})),
+                *usage[project_id],
+            )
+            for project_id in project_ids
+        }
+
+    def take(self, releasing=None):
+        """Raise QuotaExceeded as check_snapshot would, or count one
+        more snapshot."""
+        _check(self.limit, self.count, self.size, releasing)
+        self.count += 1
+
+
+def _check(limit, count, size, releasing):
     if limit[SNAPSHOTS] != UNLIMITED and (
         count + 1 > limit[SNAPSHOTS]
         and count + 1 - (releasing() if releasing else 0) > limit[SNAPSHOTS]

@@ -3,6 +3,7 @@
 import argparse
 import contextlib
 import os
+import pathlib
 import sys
 import time
 
@@ -66,6 +67,22 @@ def parse_args(argv=None):
         help=f"planning: timed ticks per case after a warm-up round "
         f"(default {REPEAT}, {QUICK_REPEAT} with --quick)",
     )
+    parser.add_argument(
+        "--window",
+        type=int,
+        metavar="N",
+        default=planning.WINDOW_DUE,
+        help="planning: schedules due at once in the busy window, at the "
+        f"largest size (default {planning.WINDOW_DUE:,}; 0: no window)",
+    )
+    parser.add_argument(
+        "--profile",
+        type=pathlib.Path,
+        metavar="DIR",
+        help="fan-out: run the services under a sampling profiler "
+        "(benchmarks/conductor/sampler.py) and write where their CPU "
+        "went to DIR/<service>.txt",
+    )
     args = parser.parse_args(argv)
     if args.repeat is not None and args.repeat < 1:
         parser.error("--repeat must be at least 1")
@@ -113,12 +130,19 @@ def main(argv=None):
                 ceph = None
             report.show(_header(mariadb, ceph))
             if PLANNING in parts:
-                for table in planning.run(mariadb, instances, repeat):
+                for table in planning.run(
+                    mariadb, instances, repeat, window=args.window
+                ):
                     report.show(table)
             if FANOUT in parts:
                 report.show(
                     fanout.run(
-                        mariadb, rabbitmq, libvirt_info, ceph, fanout_sizes
+                        mariadb,
+                        rabbitmq,
+                        libvirt_info,
+                        ceph,
+                        fanout_sizes,
+                        profile=args.profile,
                     )
                 )
     except (

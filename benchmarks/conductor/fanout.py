@@ -18,9 +18,12 @@ of this run's own, the agent with the RBD backend only. For each N:
   the last ``completed_at``, both written by the conductor.
 * **loop**: ``create_snap`` on each of the same images in turn, through
   a Ceph connection of this process: the bare storage work.
+* **8 threads**: the same open, ``create_snap`` and close on
+  :data:`RAW_THREADS` threads sharing that connection: the storage work
+  with as much parallelism as a plain script would use.
 
-The two take turns going first from one N to the next. The services talk
-on a RabbitMQ vhost of this run's own (see
+The agent and the loops take turns going first from one N to the next.
+The services talk on a RabbitMQ vhost of this run's own (see
 :func:`benchmarks.common.private_vhost`). Everything is removed
 afterwards, also on failure: snapshots, images, domains, the libvirt
 secret, the vhost, the database and the services' directory.
@@ -31,7 +34,9 @@ import contextlib
 import datetime
 import os
 import pathlib
+import shlex
 import shutil
+import sys
 import tempfile
 import time
 import uuid
@@ -56,6 +61,10 @@ CONF = sm_conf.CONF
 MiB = rbd_helpers.MiB
 IMAGE_SIZE = 4 * MiB
 RAW_SNAP = "bench-raw"
+RAW_THREADED_SNAP = "bench-raw8"
+RAW_THREADS = 8
+# Snapshots each image holds at the end: the agent's and both loops'.
+SNAPSHOTS_EACH = 3
 # Threads that create and remove the images and domains (setup and
 # cleanup, never timed against anything).
 SETUP_THREADS = 8
@@ -92,7 +101,9 @@ def _parallel(func, items):
 class Services:
     """The conductor and the agent, on a database of their own."""
 
-    def __init__(self, stack, mariadb, rabbitmq, libvirt_info, ceph, batch):
+    def __init__(
+        self, stack, mariadb, rabbitmq, libvirt_info, ceph, batch, profile
+    ):
         url = stack.enter_context(testenv_fixtures.new_database(mariadb))
         transport_url = stack.enter_context(common.private_vhost(rabbitmq))
         directory = pathlib.Path(tempfile.mkdtemp(prefix="snapmanager-fan-"))
@@ -105,6 +116,8 @@ class Services:
                     "instances_path": str(directory / "instances"),
                     "snapshot_store_path": str(directory / "snapshots"),
                     "backends": "rbd",
+                    # As many snapshots at once as the threaded loop.
+                    "workers": str(RAW_THREADS),
                 },
                 "rbd": {
                     "ceph_conf": ceph["conf"],
@@ -112,6 +125,8 @@ class Services:
                     "pool": ceph["pool"],
                     "rados_op_timeout": "30",
                 },
+                # One project holds every instance of the fleet.
+                "quota": {"snapshots": "-1"},
                 "conductor": {
                     "tick_interval": "1",
                     # One tick claims the whole window (200 by default).
@@ -131,6 +146,8 @@ class Services:
             ) from exc
         self.engine = stack.enter_context(db_fixtures.database(url))
         stack.callback(self.env.stop_all)
+        if profile is not None:
+            stack.enter_context(_profiled(directory, profile))
         self.host = services.unique_host("bench-compute")
         # The conductor first, then the agent: the order of the CPU columns.
         wanted = [
@@ -366,8 +383,46 @@ def _raw_loop(ioctx, images):
     return time.perf_counter() - started
 
 
+def _raw_threaded(ioctx, images):
+    def snap(name):
+        with rbd.Image(ioctx, name) as image:
+            image.create_snap(RAW_THREADED_SNAP)
+
+    started = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(RAW_THREADS) as pool:
+        for future in [pool.submit(snap, name) for name in images]:
+            future.result()
+    return time.perf_counter() - started
+
+
+@contextlib.contextmanager
+def _profiled(directory, profile):
+    """Start the services under :mod:`benchmarks.conductor.sampler`,
+    which writes ``<profile>/<binary>.txt`` when each one stops."""
+    wrappers = directory / "bin"
+    wrappers.mkdir()
+    profile.mkdir(parents=True, exist_ok=True)
+    root = pathlib.Path(__file__).resolve().parents[2]
+    for binary in (CONDUCTOR, COMPUTE):
+        script = wrappers / binary
+        out = profile / f"{binary}.txt"
+        script.write_text(
+            "#!/bin/sh\n"
+            f"cd {shlex.quote(str(root))} && "
+            f"exec {shlex.quote(sys.executable)} "
+            f"-m benchmarks.conductor.sampler {shlex.quote(str(out))} "
+            f'{binary} "$@"\n'
+        )
+        script.chmod(0o755)
+    saved, services.BIN = services.BIN, wrappers
+    try:
+        yield
+    finally:
+        services.BIN = saved
+
+
 def _check_snapshots(ioctx, images):
-    """Each image has the agent's snapshot and the loop's, no other."""
+    """Each image has the agent's snapshot and the loops', no other."""
 
     def count(name):
         return len(rbd_helpers.snapshots(ioctx, name))
@@ -375,11 +430,12 @@ def _check_snapshots(ioctx, images):
     wrong = [
         name
         for name, n in zip(images, _parallel(count, images), strict=True)
-        if n != 2
+        if n != SNAPSHOTS_EACH
     ]
     if wrong:
         raise FanoutError(
-            f"{len(wrong)} images do not have exactly two snapshots, "
+            f"{len(wrong)} images do not have exactly {SNAPSHOTS_EACH} "
+            "snapshots, "
             f"e.g. {wrong[:3]}"
         )
 
@@ -388,13 +444,14 @@ def _measure(svc, fleet, ioctx, repetition):
     try:
         fleet.create()
         _insert_rows(svc.engine, fleet, svc.host)
-        (agent, tick), raw = report.in_turn(
+        images = fleet.images()
+        (agent, tick), (raw, threaded) = report.in_turn(
             repetition,
             lambda: _agent_fanout(svc, fleet),
-            lambda: _raw_loop(ioctx, fleet.images()),
+            lambda: (_raw_loop(ioctx, images), _raw_threaded(ioctx, images)),
         )
-        _check_snapshots(ioctx, fleet.images())
-        return agent, tick, raw
+        _check_snapshots(ioctx, images)
+        return agent, tick, raw, threaded
     except BaseException:
         # Nothing may still be working on the images while they go.
         svc.env.stop_all()
@@ -406,12 +463,15 @@ def _measure(svc, fleet, ioctx, repetition):
             fleet.remove()
 
 
-def run(mariadb, rabbitmq, libvirt_info, ceph, sizes):
-    """Measure every size; return the table (a list of lines)."""
+def run(mariadb, rabbitmq, libvirt_info, ceph, sizes, profile=None):
+    """Measure every size; return the table (a list of lines).
+
+    ``profile``: a directory for the services' CPU samples (see
+    :mod:`benchmarks.conductor.sampler`), or None."""
     lines, notes = [], []
     with contextlib.ExitStack() as stack:
         svc = Services(
-            stack, mariadb, rabbitmq, libvirt_info, ceph, max(sizes)
+            stack, mariadb, rabbitmq, libvirt_info, ceph, max(sizes), profile
         )
         conn = libvirt.open(libvirt_info["uri"])
         stack.callback(conn.close)
@@ -425,13 +485,17 @@ def run(mariadb, rabbitmq, libvirt_info, ceph, sizes):
                 secret_uuid,
                 libvirt_info["domain_prefix"],
             )
-            agent, tick, raw = _measure(svc, fleet, ioctx, repetition)
+            agent, tick, raw, threaded = _measure(
+                svc, fleet, ioctx, repetition
+            )
             lines.append(
                 [
                     f"{size:,}",
                     f"{agent:.2f}",
                     f"{raw:.2f}",
+                    f"{threaded:.2f}",
                     report.ratio(agent, raw),
+                    report.ratio(agent, threaded),
                     f"{agent * 1000 / size:.1f}",
                     f"{raw * 1000 / size:.1f}",
                     f"{tick:.2f}",
@@ -448,12 +512,14 @@ def run(mariadb, rabbitmq, libvirt_info, ceph, sizes):
             )
     return report.table(
         "RBD fan-out: N shut-off instances due in one window; seconds; "
-        "ratio = agent / loop",
+        "ratio = agent / loop, agent / 8 threads",
         (
             "instances",
             "agent s",
             "loop s",
+            "8 thr. s",
             "ratio",
+            "ratio 8",
             "agent ms/1",
             "loop ms/1",
             "tick s",
@@ -464,8 +530,9 @@ def run(mariadb, rabbitmq, libvirt_info, ceph, sizes):
         [
             "agent: from the conductor's tick to the last snapshot "
             "recorded available (conductor and agent processes, "
-            f"[compute] workers = {CONF.compute.workers}); loop: "
-            "create_snap on each image in turn",
+            f"[compute] workers = {RAW_THREADS}); loop: "
+            "create_snap on each image in turn; 8 thr.: the same on "
+            f"{RAW_THREADS} threads",
             "ms/1: per instance; tick s: the tick's claim and its N "
             "snapshot rows, before its casts; CPU: seconds the conductor's "
             "and the agent's processes used meanwhile",

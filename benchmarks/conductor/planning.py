@@ -13,6 +13,14 @@ the snapshot rows, the advanced schedules. Cases: nothing due; 100
 instance schedules due; the project default due (100 instances); and,
 at 10,000 instances, 10 and 1,000 instance schedules due, to show the
 cost following what is due.
+
+A busy window, at the largest size: :data:`WINDOW_DUE` instance
+schedules due at the same moment ("daily at 02:00"), claimed by one
+conductor ticking as snapmanager-conductor does (``claim_batch_size``
+200, a tick claiming batch after batch), then the same by two
+conductors at once; each is checked to record and cast every snapshot
+once, and the time from the tick's start to its last cast is reported
+with the claims per second.
 """
 
 import contextlib
@@ -30,6 +38,7 @@ import sqlalchemy as sa
 from benchmarks.compute import report
 from benchmarks.conductor import rows
 from benchmarks.conductor import tick_child
+from snapmanager_nova import schedule as schedule_engine
 from snapmanager_nova.db import models
 from tests.fixtures import testenv as testenv_fixtures
 
@@ -40,6 +49,11 @@ BASELINE_SIZE = 1000
 SCALING_SIZE = 10000
 DUE = 100
 SCALING_DUE = (10, 1000)
+# The busy window: schedules due at once, claimed as a conductor does.
+WINDOW_DUE = 10000
+WINDOW_CLAIM_BATCH = 200
+# Its "now": far from the days the ticks of the other cases take.
+WINDOW_DAY = 10000
 UTC = datetime.UTC
 # The first tick's "now"; every later tick is one day later.
 BASE = datetime.datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
@@ -161,6 +175,16 @@ class Child:
     def tick(self, case):
         return self._ask(case)["seconds"]
 
+    def send(self, message):
+        self.process.stdin.write(json.dumps(message) + "\n")
+        self.process.stdin.flush()
+
+    def receive(self):
+        line = self.process.stdout.readline()
+        if not line:
+            return self._ask({"done": True})  # says why it failed
+        return json.loads(line)
+
     def finish(self):
         """The child's peak RSS in KiB; it exits."""
         peak = self._ask({"done": True})["peak_kib"]
@@ -174,7 +198,77 @@ class Child:
         self.stderr.close()
 
 
-def run(mariadb, sizes, repeat):
+_MARK_WINDOW = sa.text(
+    "UPDATE schedules SET next_run_at = :due "
+    "WHERE is_project_default = 0 ORDER BY RAND(:seed) LIMIT :count"
+)
+_WINDOW_ROWS = sa.text(
+    "SELECT COUNT(*), COUNT(DISTINCT instance_uuid) FROM snapshots "
+    "WHERE window_start = :window"
+)
+
+
+def _window(url, children, count, rounds):
+    """One busy window per entry of ``children`` (lists of children that
+    tick at once); their results."""
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    results = []
+    try:
+        for number, ticking in enumerate(children):
+            now = BASE + datetime.timedelta(days=WINDOW_DAY + rounds + number)
+            window = schedule_engine.parse_spec(
+                rows.SPEC, rows.TIMEZONE
+            ).previous_run(now)
+            with engine.begin() as conn:
+                conn.execute(
+                    tick_child._HEARTBEAT,
+                    {
+                        "now": tick_child._naive(models.utcnow()),
+                        "binary": tick_child.COMPUTE,
+                    },
+                )
+                conn.execute(
+                    _MARK_WINDOW,
+                    {
+                        "due": tick_child._naive(
+                            now - datetime.timedelta(minutes=1)
+                        ),
+                        "seed": number,
+                        "count": count,
+                    },
+                )
+            message = {
+                "kind": tick_child.WINDOW,
+                "now": now.isoformat(),
+                "claim_batch_size": WINDOW_CLAIM_BATCH,
+            }
+            for child in ticking:
+                child.send(message)
+            answers = [child.receive() for child in ticking]
+            with engine.begin() as conn:
+                conn.execute(
+                    tick_child._RESET, {"far": tick_child._naive(FAR)}
+                )
+                recorded, instances = conn.execute(
+                    _WINDOW_ROWS, {"window": tick_child._naive(window)}
+                ).one()
+            ids = [i for answer in answers for i in answer.pop("ids")]
+            if not (
+                len(ids) == len(set(ids)) == recorded == instances == count
+            ):
+                raise ChildFailed(
+                    f"a window of {count:,} due with {len(ticking)} "
+                    f"conductor(s): {len(ids):,} casts of "
+                    f"{len(set(ids)):,} snapshots, {recorded:,} rows of "
+                    f"{instances:,} instances"
+                )
+            results.append(answers)
+    finally:
+        engine.dispose()
+    return results
+
+
+def run(mariadb, sizes, repeat, window=WINDOW_DUE):
     """Measure every size; return the tables (lists of lines).
 
     Every size's database is filled and its child started first; then
@@ -187,10 +281,13 @@ def run(mariadb, sizes, repeat):
             raise ValueError(f"sizes are multiples of {PROJECT_SIZE}")
     results = {size: {"seconds": {}} for size in sizes}
     fill_seconds = {}
+    window_results = None
     with contextlib.ExitStack() as stack:
         children = {}
+        urls = {}
         for size in sizes:
             url = stack.enter_context(testenv_fixtures.new_database(mariadb))
+            urls[size] = url
             started = time.monotonic()
             results[size]["bytes"] = fill(url, size)
             fill_seconds[size] = time.monotonic() - started
@@ -211,11 +308,57 @@ def run(mariadb, sizes, repeat):
                     seconds = children[size].tick(case)
                     if round_:
                         results[size]["seconds"][case["name"]].append(seconds)
+        largest = max(sizes)
+        window = min(window, largest - PROJECT_SIZE)
+        if window > 0:
+            second = Child(urls[largest], largest)
+            stack.callback(second.close)
+            first = children[largest]
+            window_results = _window(
+                urls[largest], [[first], [first, second]], window, repeat
+            )
         for size, child in children.items():
             results[size]["rss_start_kib"] = child.rss_start_kib
             results[size]["peak_kib"] = child.finish()
-    return _tables(
+    tables = _tables(
         sizes, results, fill_seconds, repeat, _buffer_pool_bytes(mariadb)
+    )
+    if window_results:
+        tables.append(_window_table(largest, window, window_results))
+    return tables
+
+
+def _window_table(size, count, results):
+    lines = []
+    for answers in results:
+        for number, answer in enumerate(answers, 1):
+            last = answer["last_cast"]
+            lines.append(
+                [
+                    f"{number} of {len(answers)}",
+                    f"{answer['claimed']:,}",
+                    f"{last:.2f}",
+                    f"{answer['claimed'] / last:,.0f}" if last > 0 else "-",
+                    f"{answer['ticks'] - 1}",
+                    f"{answer['messages']:,}",
+                ]
+            )
+    return report.table(
+        f"a busy window: {count:,} instance schedules due at once, "
+        f"{size:,} instances",
+        ("conductor", "claimed", "s to last", "claims/s", "ticks", "casts"),
+        lines,
+        [
+            "conductor: n of how many ticked at once; claimed: snapshots "
+            "it recorded and cast (every one of the window once in all, "
+            "checked against the rows); s to last: from the start of its "
+            "tick to its last cast (a tick starts within [conductor] "
+            "tick_interval of the window's start); ticks: ticks that found "
+            "work (not the last, empty one)",
+            f"claim_batch_size {WINDOW_CLAIM_BATCH} (the default); casts: "
+            f"messages to the agents ({len(HOSTS)} hosts), counted, not sent",
+            "the peak memory of the largest size above includes its window",
+        ],
     )
 
 

@@ -5,6 +5,12 @@ of JSON on stdin (the database URL, which holds a password, stays out of
 the process list), answers with its RSS once set up, then does one tick
 per line it reads (``{"kind": ..., "count": ...}``), answering each with
 the tick's time, until ``{"done": true}``, answered with its peak RSS.
+A ``{"kind": "window", ...}`` line is a busy window instead: the parent
+has made schedules due at ``now``; the child ticks as a conductor does
+(``[conductor] claim_batch_size`` as given, batch after batch within
+each tick) until a tick finds nothing, and answers with the time to its
+last cast and the ids of the snapshots it cast, so that the parent can
+check that two children ticking at once cast each snapshot once.
 A process per size, so that its peak RSS is the conductor's for that many
 instances and nothing else: it imports what snapmanager-conductor
 imports, builds the clock with a compute API that only counts casts, and
@@ -20,6 +26,7 @@ the far future, so that no other schedule is ever due.
 import datetime
 import json
 import sys
+import time
 
 import sqlalchemy as sa
 
@@ -34,6 +41,7 @@ from tests.unit.db import fixtures as db_fixtures
 IDLE = "idle"  # nothing
 OWN = "own"  # ``count`` instances' own schedules
 DEFAULT = "default"  # the project default schedule
+WINDOW = "window"  # a busy window, ticked until nothing is due
 COMPUTE = "snapmanager-compute"
 
 _MARK_OWN = sa.text(
@@ -55,15 +63,31 @@ _RESET = sa.text(
 
 
 class CastCounter:
-    """A compute API that counts the clock's casts and sends nothing."""
+    """A compute API that counts the clock's casts and sends nothing;
+    while ``ids`` is a list, it records the snapshots cast, and ``last``
+    the time of the last cast."""
 
     def __init__(self):
         self.casts = 0
+        self.messages = 0
+        self.ids = None
+        self.last = None
 
     def create_snapshot(
         self, context, host, instance_uuid, snapshot_id, index, quiesce
     ):
-        self.casts += 1
+        self.messages += 1
+        self._cast([snapshot_id])
+
+    def create_snapshots(self, context, host, snapshots):
+        self.messages += 1
+        self._cast([item["snapshot_id"] for item in snapshots])
+
+    def _cast(self, snapshot_ids):
+        self.casts += len(snapshot_ids)
+        if self.ids is not None:
+            self.ids.extend(snapshot_ids)
+        self.last = time.monotonic()
 
 
 def _proc_status_kib(field):
@@ -125,6 +149,39 @@ class Ticker:
             )
         return seconds
 
+    def window(self, message):
+        """Tick at ``now`` until a tick finds nothing; what it cast."""
+        self.now = datetime.datetime.fromisoformat(message["now"])
+        conf = clock_mod.CONF.conductor
+        batch = conf.claim_batch_size
+        clock_mod.CONF.set_override(
+            "claim_batch_size", message["claim_batch_size"], group="conductor"
+        )
+        self.counter.ids = []
+        messages = self.counter.messages
+        started = time.monotonic()
+        claimed = ticks = 0
+        try:
+            while True:
+                ticks += 1
+                dispatches = self.clock.tick(self.context)
+                claimed += len(dispatches)
+                if not dispatches:
+                    break
+        finally:
+            clock_mod.CONF.set_override(
+                "claim_batch_size", batch, group="conductor"
+            )
+        ids, self.counter.ids = self.counter.ids, None
+        return {
+            "seconds": time.monotonic() - started,
+            "last_cast": (self.counter.last or started) - started,
+            "claimed": claimed,
+            "ticks": ticks,
+            "messages": self.counter.messages - messages,
+            "ids": ids,
+        }
+
 
 def _reply(message):
     print(json.dumps(message), flush=True)
@@ -134,6 +191,10 @@ def main():
     task = json.loads(sys.stdin.readline())
     base = datetime.datetime.fromisoformat(task["base"])
     far = datetime.datetime.fromisoformat(task["far"])
+    # Every tick adds snapshot rows to the same projects: no limit, or
+    # a project would be refused after its 100th (the quota's check,
+    # reading the limits and the usage, still runs).
+    clock_mod.CONF.set_override("snapshots", -1, group="quota")
     # One tick is to take all that is due, however many that is.
     clock_mod.CONF.set_override(
         "claim_batch_size", task["claim_batch_size"], group="conductor"
@@ -147,6 +208,9 @@ def main():
             message = json.loads(line)
             if message.get("done"):
                 break
+            if message["kind"] == WINDOW:
+                _reply(ticker.window(message))
+                continue
             seconds = ticker.tick(message["kind"], message.get("count", 0))
             _reply({"seconds": seconds})
     _reply({"peak_kib": _proc_status_kib("VmHWM")})

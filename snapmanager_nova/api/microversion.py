@@ -39,6 +39,9 @@ VERSIONS = [
     "1.2",  # the freshness check: GET /v1/stale-servers
     "1.3",  # retry or abandon a failed restore:
     #         POST /v1/operations/{operation_id}/action
+    "1.4",  # snapshots: status ``unavailable`` with ``unavailable_reason``
+    #         (their host is gone for good), and ``host`` for those who
+    #         see error details
 ]
 
 # Nova's form: no leading zeros, no sign, no spaces inside.

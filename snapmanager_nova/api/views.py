@@ -97,11 +97,42 @@ def _operation_error(row, detail):
     return failed + _DETAIL_ELSEWHERE
 
 
-def snapshot(row, server_name=None, error_detail=False):
+# Why a snapshot is shown ``unavailable`` (microversion 1.4), for
+# tenants: no host names (administrators see ``host``).
+UNAVAILABLE_REASON = (
+    "The compute host storing this snapshot is no longer in service: it "
+    "can be neither restored nor deleted until the host is back. It has "
+    "not been deleted."
+)
+
+
+def snapshot(
+    row,
+    server_name=None,
+    error_detail=False,
+    holder_gone=False,
+    version=None,
+):
     """``server_name``: the inventory's name of the snapshot's server,
     where the handler looked it up (lists and show). ``error_detail``:
     show ``error`` in full (authz.sees_error_detail), else as tenants
-    see it."""
+    see it; from 1.4 it also shows ``host``, where a file-backed
+    snapshot is stored. ``holder_gone``: that host is out of service for
+    good, which 1.4 shows as status ``unavailable`` with the reason.
+    ``version``: the request's microversion (None: 1.0)."""
+    view = _snapshot(row, server_name, error_detail)
+    if version is None or version < (1, 4):
+        return view
+    unavailable = holder_gone and row.status == models.SNAPSHOT_AVAILABLE
+    if unavailable:
+        view["status"] = models.SNAPSHOT_UNAVAILABLE
+    view["unavailable_reason"] = UNAVAILABLE_REASON if unavailable else None
+    if error_detail:
+        view["host"] = row.host
+    return view
+
+
+def _snapshot(row, server_name, error_detail):
     return {
         "id": row.id,
         "server_id": row.instance_uuid,

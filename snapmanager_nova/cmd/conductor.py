@@ -9,6 +9,7 @@ from snapmanager_nova import nova
 from snapmanager_nova import service
 from snapmanager_nova.compute import rpcapi as compute_rpcapi
 from snapmanager_nova.conductor import clock
+from snapmanager_nova.conductor import holders
 from snapmanager_nova.conductor import inventory
 from snapmanager_nova.conductor import manager
 from snapmanager_nova.conductor import notifications
@@ -97,6 +98,13 @@ def main(argv=None):
                 "policy-file",
                 CONF.conductor.policy_file_interval,
                 operator_policies.run,
+            ),
+            # Snapshots stored on a host Nova retired are shown
+            # unavailable (doc/source/multihost.rst).
+            (
+                "retired-hosts",
+                CONF.conductor.reconcile_interval,
+                holders.RetiredHosts(nova_compute).run,
             ),
         ],
     )

@@ -182,6 +182,23 @@ def _release_abandon():
     )
 
 
+def _service_delete():
+    """Forget a compute agent taken out of service for good: the
+    file-backed snapshots its host's store holds are shown unavailable
+    (doc/source/multihost.rst) until an agent reports in there again."""
+    from snapmanager_nova import context
+    from snapmanager_nova.db import api as db_api
+
+    host = CONF.command.service_host
+    if not db_api.service_delete(
+        context.get_admin_context(), db_api.COMPUTE_BINARY, host
+    ):
+        print(f"no compute agent recorded on {host}", file=sys.stderr)
+        return 2
+    print(f"compute agent on {host} forgotten")
+    return 0
+
+
 def _not_negative(text):
     value = int(text)
     if value < 0:
@@ -279,6 +296,24 @@ def _add_command_parsers(subparsers):
         "--reason", required=True, help="Why, kept with the server's row."
     )
     abandon.set_defaults(func=_release_abandon)
+
+    services = subparsers.add_parser(
+        "service", help="Snapmanager's services as their heartbeats record."
+    )
+    service_actions = services.add_subparsers(dest="action", required=True)
+    delete = service_actions.add_parser(
+        "delete",
+        help="Forget the compute agent of a host taken out of service for "
+        "good; the file-backed snapshots stored there are then shown "
+        "unavailable (doc/source/multihost.rst).",
+    )
+    # Not "host": the sub-command's arguments share CONF's namespace.
+    delete.add_argument(
+        "service_host",
+        metavar="HOST",
+        help="The agent's host, as it reported.",
+    )
+    delete.set_defaults(func=_service_delete)
 
 
 def main(argv=None):

@@ -36,18 +36,33 @@ LOG = logging.getLogger(__name__)
 # Threads for the calls; a call that overran its deadline keeps its thread
 # until the library returns.
 THREADS = 32
+# librbd and librados calls have threads of their own: they wait on the
+# network (OSDs, monitors), and a fan-out of snapshots keeps many in
+# flight, which must neither wait behind libvirt's calls nor hold the
+# threads libvirt's need (a hung libvirtd must not stop RBD work, nor a
+# slow OSD a domain lookup).
+STORAGE_THREADS = 32
+STORAGE = "storage"
 
 _EXECUTOR_LOCK = threading.Lock()
 _EXECUTOR = None
+_EXECUTORS = {}
 _LOCAL = threading.local()
 # scope: set of the futures of calls of that scope still running late.
 _LATE = {}
 _LATE_LOCK = threading.Condition()
 
 
-def _executor():
+def _executor(pool=None):
     global _EXECUTOR
     with _EXECUTOR_LOCK:
+        if pool == STORAGE:
+            if pool not in _EXECUTORS:
+                _EXECUTORS[pool] = concurrent.futures.ThreadPoolExecutor(
+                    max_workers=STORAGE_THREADS,
+                    thread_name_prefix="bounded-storage-call",
+                )
+            return _EXECUTORS[pool]
         if _EXECUTOR is None:
             _EXECUTOR = concurrent.futures.ThreadPoolExecutor(
                 max_workers=THREADS, thread_name_prefix="bounded-call"
@@ -200,7 +215,14 @@ def _track_late(key, future):
 
 
 def bounded(
-    operation, timeout, func, *args, on_late=None, always=False, **kwargs
+    operation,
+    timeout,
+    func,
+    *args,
+    on_late=None,
+    always=False,
+    call_pool=None,
+    **kwargs,
 ):
     """Run ``func(*args, **kwargs)`` with a deadline and translated errors.
 
@@ -210,9 +232,11 @@ def bounded(
     in the background, and ``on_late`` (if given) gets what it returns.
     ``always`` is for clean-ups that must happen even late (closing an
     image handle): such a call still runs once a thread is free.
+    ``call_pool``: :data:`STORAGE` for librbd and librados calls (threads
+    of their own), None for the rest.
     """
     call = _Call(operation, timeout, on_late, always)
-    future = _executor().submit(call.run, func, args, kwargs)
+    future = _executor(call_pool).submit(call.run, func, args, kwargs)
     try:
         return future.result(timeout=timeout)
     except concurrent.futures.TimeoutError:

@@ -19,6 +19,7 @@ import collections
 import concurrent.futures
 import dataclasses
 import threading
+import time
 
 import futurist
 import libvirt
@@ -30,6 +31,9 @@ from snapmanager_nova import exception
 from snapmanager_nova.compute import calls
 from snapmanager_nova.compute import connection
 from snapmanager_nova.compute import domain as domain_mod
+from snapmanager_nova.compute import rpcapi
+from snapmanager_nova.compute import transfer
+from snapmanager_nova.compute.backends import store as store_mod
 
 CONF = sm_conf.CONF
 LOG = logging.getLogger(__name__)
@@ -56,6 +60,76 @@ def _result_report(result, backend_name):
 # Threads serving urgent work (releases) beside the shared workers: a
 # release is a few Ceph calls, and several deletes may come at once.
 URGENT_WORKERS = 4
+# Outcomes of batched snapshots sent to the conductor in one cast: at
+# most this many, and none held longer than REPORT_DELAY seconds.
+REPORT_BATCH = 50
+REPORT_DELAY = 0.2
+# Sizes of snapshots are measured once the agent has no other work, or
+# after this many seconds of waiting for that: a fan-out of snapshots
+# is not slowed by walks over images that nothing waits for.
+SIZE_DELAY = 60
+
+
+class BatchedReports:
+    """Snapshot outcomes on their way to the conductor, a batch per cast.
+
+    Work that came in a batch (``create_snapshots``) reports back in
+    batches (``snapshots_reported``): one message and one handler run in
+    the conductor for up to :data:`REPORT_BATCH` outcomes instead of one
+    each. An outcome waits at most :data:`REPORT_DELAY` seconds for
+    others, and none once every batched snapshot the agent was given
+    has its outcome; one lost with the agent in that time is the same
+    as a cast lost with it: the storage holds the snapshot (or not), and
+    reconciliation finds the row that never heard of it.
+    """
+
+    def __init__(self, send, batch=REPORT_BATCH, delay=REPORT_DELAY):
+        self._send = send
+        self._batch = batch
+        self._delay = delay
+        self._pending = []
+        self._guard = threading.Lock()
+        self._sending = threading.Lock()
+        self._timer = None
+        # Batched snapshots given to the agent without an outcome yet.
+        self._outstanding = 0
+
+    def expect(self, count):
+        """``count`` more batched snapshots will report an outcome."""
+        with self._guard:
+            self._outstanding += count
+
+    def add(self, context, report, outcome=False):
+        """Queue ``report``; ``outcome``: it ends an expected snapshot."""
+        with self._guard:
+            self._pending.append((context, report))
+            if outcome:
+                self._outstanding = max(0, self._outstanding - 1)
+            # The last outcome expected goes at once; sizes, which
+            # nothing waits for, wait for company.
+            full = len(self._pending) >= self._batch or (
+                outcome and not self._outstanding
+            )
+            if not full and self._timer is None:
+                self._timer = threading.Timer(self._delay, self.flush)
+                self._timer.daemon = True
+                self._timer.start()
+        if full:
+            self.flush()
+
+    def flush(self):
+        # One batch at a time, in the order they filled: a snapshot's
+        # size follows its result.
+        with self._sending:
+            with self._guard:
+                pending, self._pending = self._pending, []
+                timer, self._timer = self._timer, None
+            if timer is not None:
+                timer.cancel()
+            if pending:
+                # The first context speaks for the batch: each is the
+                # context of a conductor's cast, all the conductor's.
+                self._send(pending[0][0], [report for _ctx, report in pending])
 
 
 class InstanceQueues:
@@ -148,13 +222,25 @@ class InstanceQueues:
                 with self._guard:
                     queue.popleft()
 
+    def wait_idle(self, timeout, poll=0.1):
+        """Wait until no work is queued or running on any instance, at
+        most ``timeout`` seconds; whether it is idle."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._guard:
+                if not self._queues:
+                    return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(poll)
+
     def shutdown(self, wait=True):
         self._urgent_pool.shutdown(wait=wait)
         self._pool.shutdown(wait=wait)
 
 
 class ComputeManager:
-    target = messaging.Target(version="1.0")
+    target = messaging.Target(version=rpcapi.ComputeAPI.RPC_API_VERSION)
 
     def __init__(self, host, backends, conductor_api, connect=None):
         """``backends`` maps a backend name ("file", "rbd") to a Backend;
@@ -165,6 +251,10 @@ class ComputeManager:
         self.conductor = conductor_api
         self.libvirt = connection.LibvirtConnection(connect)
         self.queues = InstanceQueues(CONF.compute.workers)
+        self.reports = BatchedReports(self.conductor.snapshots_reported)
+        # Sizes are measured after the snapshot is reported, one at a
+        # time, so that walking images never takes a snapshot's worker.
+        self._sizing = futurist.ThreadPoolExecutor(max_workers=1)
 
     # Start-up
 
@@ -173,6 +263,10 @@ class ComputeManager:
 
         Runs before the RPC server starts, so no new work can race it.
         """
+        if "file" in self.backends:
+            # A fetch from another host's store that a crash cut short
+            # is started over when the conductor asks again.
+            transfer.clean_incoming(self._file_store())
         by_backend = collections.defaultdict(list)
         for instance, _dom in self._instances():
             if instance.backend in self.backends:
@@ -199,11 +293,14 @@ class ComputeManager:
                 if action.action == "completed":
                     # The copy finished before the crash: report what the
                     # lost result would have said, so it counts.
-                    report["result"] = _result_report(
-                        backend.describe(
-                            action.instance_uuid, action.snapshot_index
+                    report["result"] = dict(
+                        _result_report(
+                            backend.describe(
+                                action.instance_uuid, action.snapshot_index
+                            ),
+                            name,
                         ),
-                        name,
+                        host=self.host,
                     )
                 actions.append(action)
                 reports.append(report)
@@ -213,6 +310,8 @@ class ComputeManager:
 
     def cleanup_host(self):
         self.queues.shutdown()
+        self.reports.flush()
+        self._sizing.shutdown(wait=False)
 
     # RPC endpoints (casts return at once; the work is queued)
 
@@ -228,6 +327,25 @@ class ComputeManager:
             index,
             quiesce,
         )
+
+    def create_snapshots(self, context, snapshots):
+        """Several ``create_snapshot`` casts in one (RPC 1.1): dicts of
+        its arguments. Each is queued on its instance as if it came
+        alone; their outcomes go back in batches
+        (``snapshots_reported``, which only a conductor that sends this
+        cast understands)."""
+        self.reports.expect(len(snapshots))
+        for item in snapshots:
+            self.queues.submit(
+                item["instance_uuid"],
+                self._create_snapshot,
+                context,
+                item["instance_uuid"],
+                item["snapshot_id"],
+                item["index"],
+                item["quiesce"],
+                True,
+            )
 
     def restore_snapshot(
         self, context, operation_id, instance_uuid, backend, index, disks
@@ -283,29 +401,121 @@ class ComputeManager:
         )
         return future.result(timeout=CONF.compute.call_timeout)
 
+    # Snapshots whose server moved (RPC 1.2; compute/transfer.py)
+
+    @messaging.expected_exceptions(exception.Invalid, exception.NotFound)
+    def describe_snapshot_files(self, context, instance_uuid, index):
+        """How another host fetches file-backed snapshot ``index`` of the
+        instance from this host's store (a call; reads only)."""
+        return transfer.describe(
+            self._file_store(),
+            instance_uuid,
+            index,
+            CONF.compute.snapshot_transfer_address or self.host,
+        )
+
+    @messaging.expected_exceptions(
+        exception.Invalid, exception.NotFound, exception.BackendError
+    )
+    def fetch_snapshot(self, context, instance_uuid, index, source):
+        """Copy a snapshot into this host's store from ``source`` (what
+        :meth:`describe_snapshot_files` answered on its holder). A call,
+        answered once the snapshot is complete here, bounded by
+        ``[compute] snapshot_transfer_timeout``; asked again, it starts
+        over, and it does nothing if the snapshot is here already. In
+        the instance's queue: a conductor that took the restore over from
+        a dead one, asking again, waits for the first fetch to end rather
+        than race it in the same staging directory."""
+        timeout = CONF.compute.snapshot_transfer_timeout
+        future = self.queues.submit(
+            instance_uuid,
+            transfer.fetch,
+            self._file_store(),
+            instance_uuid,
+            index,
+            source,
+            CONF.compute.snapshot_transfer_transport,
+            timeout,
+            CONF.compute.snapshot_transfer_ssh_config,
+        )
+        # The copy's own deadline, and the kill after it.
+        return future.result(timeout=timeout + 2 * transfer.KILL_AFTER)
+
+    @messaging.expected_exceptions(exception.Invalid, exception.BackendError)
+    def drop_snapshot_copy(self, context, instance_uuid, index, disks):
+        """Delete this host's copy of a snapshot another host now holds
+        (a call: no snapshot row changes, so nothing is reported)."""
+        future = self.queues.submit(
+            instance_uuid,
+            self._backend("file").delete,
+            instance_uuid,
+            index,
+            disks,
+        )
+        return future.result(timeout=CONF.compute.call_timeout)
+
     # The work
 
     def _create_snapshot(
-        self, context, instance_uuid, snapshot_id, index, quiesce
+        self,
+        context,
+        instance_uuid,
+        snapshot_id,
+        index,
+        quiesce,
+        batched=False,
     ):
+        # No progress casts around the work: nothing reads the
+        # instance's ``committed``/``root_index`` they recorded.
         try:
             dom = self._lookup(instance_uuid)
             instance = self._describe(dom)
             backend = self._backend_for(instance)
-            self.conductor.instance_progress(
-                context, instance_uuid, False, index
-            )
             result = backend.snapshot(instance, dom, index, quiesce)
         except Exception as exc:
             self._log_failure("Snapshot", instance_uuid, exc)
-            self.conductor.snapshot_failed(context, snapshot_id, str(exc))
+            if batched:
+                self.reports.add(
+                    context,
+                    {"snapshot_id": snapshot_id, "error": str(exc)},
+                    outcome=True,
+                )
+            else:
+                self.conductor.snapshot_failed(context, snapshot_id, str(exc))
             return
-        self.conductor.instance_progress(context, instance_uuid, True, index)
-        self.conductor.snapshot_created(
-            context, snapshot_id, _result_report(result, instance.backend)
-        )
+        if result.size_bytes is None and not batched:
+            # A single cast's report carries the size, as it always did
+            # (a conductor before RPC 1.2 takes no size later).
+            measured = self._measured(backend, instance_uuid, index, result)
+            if measured is not None:
+                disks, size = measured
+                result = dataclasses.replace(
+                    result, disks=disks, size_bytes=size
+                )
+        # The host goes with it: a file-backed snapshot stays in this
+        # host's store when the server moves, and work on it comes here.
+        report = dict(_result_report(result, instance.backend), host=self.host)
+        if batched:
+            self.reports.add(
+                context,
+                {"snapshot_id": snapshot_id, "result": report},
+                outcome=True,
+            )
+        else:
+            self.conductor.snapshot_created(context, snapshot_id, report)
+        if result.size_bytes is None and batched:
+            # Measured after the report, off the snapshot's path.
+            self._sizing.submit(
+                self._measure,
+                context,
+                backend,
+                instance_uuid,
+                snapshot_id,
+                index,
+                result,
+            )
         LOG.info(
-            "Snapshot %s (index %d) of %s taken: %d bytes, quiesced=%s, "
+            "Snapshot %s (index %d) of %s taken: %s bytes, quiesced=%s, "
             "guest paused %.3f s",
             snapshot_id,
             index,
@@ -313,6 +523,37 @@ class ComputeManager:
             result.size_bytes,
             result.quiesced,
             result.pause_seconds,
+        )
+
+    @staticmethod
+    def _measured(backend, instance_uuid, index, result):
+        """(disks with their sizes, total) of a snapshot taken without
+        them, or None if it cannot be measured: its size then stays
+        unknown (a quota counts it 0); the snapshot itself is fine."""
+        try:
+            return backend.measure(instance_uuid, index, result.disks)
+        except Exception as exc:
+            LOG.warning(
+                "Cannot measure snapshot %d of %s: %s",
+                index,
+                instance_uuid,
+                exc,
+            )
+            return None
+
+    def _measure(
+        self, context, backend, instance_uuid, snapshot_id, index, result
+    ):
+        """Tell the conductor, with the batched reports, the size of a
+        snapshot reported without one (an RBD snapshot: a walk over the
+        image's objects)."""
+        self.queues.wait_idle(SIZE_DELAY)
+        measured = self._measured(backend, instance_uuid, index, result)
+        if measured is None:
+            return
+        _disks, size = measured
+        self.reports.add(
+            context, {"snapshot_id": snapshot_id, "size_bytes": size}
         )
 
     def _restore_snapshot(
@@ -349,6 +590,12 @@ class ComputeManager:
         self.conductor.snapshot_deleted(context, snapshot_id, freed)
 
     # Helpers
+
+    def _file_store(self):
+        """The file backend's snapshot store; BackendNotEnabled without
+        that backend."""
+        self._backend("file")
+        return store_mod.Store(CONF.compute.snapshot_store_path)
 
     def _call(self, operation, func, *args):
         return calls.bounded(operation, CONF.compute.call_timeout, func, *args)

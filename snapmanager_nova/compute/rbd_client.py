@@ -63,7 +63,14 @@ class RbdClient:
 
     def _bounded(self, operation, timeout, func, args, kwargs):
         try:
-            return calls.bounded(operation, timeout, func, *args, **kwargs)
+            return calls.bounded(
+                operation,
+                timeout,
+                func,
+                *args,
+                call_pool=calls.STORAGE,
+                **kwargs,
+            )
         except exception.BackendError as exc:
             if exc.kwargs.get("origin_code") in _DEAD_CONNECTION:
                 LOG.warning(

@@ -18,6 +18,14 @@ One tick:
    down: such a snapshot waits for a retry (:mod:`.retries`). A server
    a restore holds is left out of the tick altogether.
 
+A pass repeats 1 and 2, batch after batch (``[conductor]
+claim_batch_size`` schedules each), while a batch comes back full and
+``[conductor] claim_time_slice`` is not used up: a window that thousands
+of servers share is started within the minute, not one batch per
+``tick_interval``. With ``[conductor] batch_casts`` the snapshots of a
+batch go to each host in messages of up to ``cast_batch_size``
+(``create_snapshots``, compute RPC 1.1).
+
 A conductor killed between 1 and 2 leaves ``creating`` rows nobody works
 on; after ``[conductor] operation_timeout`` reconciliation finds that the
 agent has none of them and puts them back for a retry (:mod:`.reconcile`).
@@ -29,10 +37,15 @@ when it comes back (``previous_run(now)``), never one per missed window.
 milliseconds.
 """
 
+import collections
+import copy
 import dataclasses
 import datetime
+import functools
+import time
 import types
 
+import oslo_messaging as messaging
 from oslo_log import log as logging
 
 from snapmanager_nova import conf as sm_conf
@@ -86,30 +99,172 @@ class ScheduleClock:
         )
 
     def tick(self, context):
-        """Claim what is due now and dispatch it; return the Dispatches."""
-        now = self.now()
-        dispatches = self._claim(context, now)
-        if dispatches:
-            LOG.info(
-                "Claimed %d snapshot(s) of due windows; casting them",
-                len(dispatches),
-            )
-        for dispatch in dispatches:
-            _test_crash_point("casting")
-            if dispatch.snapshot is not None:
-                notifier.snapshot_changed(context, dispatch.snapshot, None)
-            self._dispatch(context, dispatch)
-        return dispatches
+        """Claim what is due now and dispatch it, batch after batch while
+        more is due and the time slice lasts; return the Dispatches."""
+        started = time.monotonic()
+        dispatches = []
+        while True:
+            claimed, full = self._claim(context, self.now())
+            if claimed:
+                LOG.info(
+                    "Claimed %d snapshot(s) of due windows; casting them",
+                    len(claimed),
+                )
+            self._dispatch_batch(context, claimed)
+            dispatches.extend(claimed)
+            elapsed = time.monotonic() - started
+            if not full or elapsed >= CONF.conductor.claim_time_slice:
+                return dispatches
 
     def _claim(self, context, now):
+        """(the Dispatches of one batch, whether the batch was full)."""
         dispatches = []
         with db_api.context_manager.writer.using(context):
             due = db_api.schedule_claim_due(
                 context, now, CONF.conductor.claim_batch_size
             )
-            for row in due:
+            own, others = _split_own(due)
+            for row in others:
                 dispatches.extend(self._claim_one(context, row, now))
-        return dispatches
+            dispatches.extend(self._claim_own(context, own, now))
+        return dispatches, len(due) >= CONF.conductor.claim_batch_size
+
+    def _claim_own(self, context, rows, now):
+        """:meth:`_claim_one` for tenants' schedules of their own
+        servers, each server once, with a fixed number of statements for
+        the whole batch rather than a dozen per schedule: the windows of
+        each distinct spec are computed once, the schedules advanced and
+        the targets, holds, taken windows, quota usage and indexes read
+        or written together, the snapshot rows inserted in one flush.
+        The outcome is :meth:`_claim_one`'s for each schedule."""
+        times = {}
+        windows = {}
+        advances = []
+        for row in rows:
+            key = (row.spec, row.timezone)
+            if key not in times:
+                try:
+                    spec = schedule_engine.parse_spec(*key)
+                except schedule_engine.SpecError:
+                    times[key] = None
+                else:
+                    times[key] = (spec.previous_run(now), spec.next_run(now))
+            if times[key] is None:
+                # Disabled loudly, as _claim_one does.
+                self._claim_one(context, row, now)
+                continue
+            window, next_run = times[key]
+            advances.append((row.id, next_run, window))
+            if window is not None:
+                windows[row.instance_uuid] = (row, window)
+        db_api.schedules_advance(context, advances)
+        targets = db_api.instances_to_snapshot(context, list(windows))
+        held = db_api.instance_uuids_held(
+            context, [instance.uuid for instance in targets]
+        )
+        taken = db_api.snapshot_windows_taken(
+            context,
+            [row.id for row, _window in windows.values()],
+            {window for _row, window in windows.values()},
+        )
+        budgets = quota.ProjectBudget.of_projects(
+            context, {instance.project_id for instance in targets}
+        )
+        chosen = []
+        for instance in targets:
+            row, window = windows[instance.uuid]
+            if _skipped_held(row, instance, held):
+                continue
+            if (row.id, instance.uuid, window) in taken:
+                LOG.debug(
+                    "Window %s of schedule %s for %s already taken",
+                    window,
+                    row.id,
+                    instance.uuid,
+                )
+                continue
+            try:
+                budgets[instance.project_id].take(
+                    releasing=functools.partial(
+                        _released_by_retention, context, row, instance, window
+                    )
+                )
+            except exception.QuotaExceeded as exc:
+                self._refuse(context, row, instance, window, exc)
+                continue
+            chosen.append((row, instance, window))
+        return self._record_all(context, chosen)
+
+    def _record_all(self, context, chosen):
+        """Record the snapshots of ``chosen`` (schedule, instance,
+        window) triples; their Dispatches."""
+        if not chosen:
+            return []
+        indexes = db_api.instance_allocate_snapshot_indexes(
+            context, [instance.uuid for _row, instance, _window in chosen]
+        )
+        values = [
+            {
+                "instance_uuid": instance.uuid,
+                "project_id": instance.project_id,
+                "schedule_id": row.id,
+                "window_start": window,
+                "snapshot_index": indexes[instance.uuid],
+                "backend": instance.backend,
+            }
+            for row, instance, window in chosen
+        ]
+        try:
+            # A savepoint: a window taken meanwhile undoes only this.
+            with db_api.context_manager.writer.savepoint.using(context):
+                snapshots = db_api.snapshots_create_scheduled(context, values)
+        except exception.DuplicateWindow:
+            # Each on its own then, the taken ones refused (the indexes
+            # just allocated stay unused: they are never reused anyway).
+            return [
+                dispatch
+                for row, instance, window in chosen
+                if (dispatch := self._record(context, row, instance, window))
+            ]
+        return [
+            Dispatch(
+                snapshot.id,
+                instance.uuid,
+                instance.host,
+                snapshot.snapshot_index,
+                nova_state.busy_reason(instance),
+                snapshot,
+            )
+            for snapshot, (_row, instance, _window) in zip(
+                snapshots, chosen, strict=True
+            )
+        ]
+
+    def _dispatch_batch(self, context, dispatches):
+        casts = None
+        dispatcher = self.dispatcher
+        compute_api = getattr(dispatcher, "compute_api", None)
+        if CONF.conductor.batch_casts and hasattr(
+            compute_api, "create_snapshots"
+        ):
+            # The dispatcher's checks (host known, agent up, Nova not
+            # busy) stay as they are; only its casts are gathered.
+            casts = HostCasts(
+                self.dispatcher.compute_api, CONF.conductor.cast_batch_size
+            )
+            dispatcher = copy.copy(self.dispatcher)
+            dispatcher.compute_api = casts
+        try:
+            for dispatch in dispatches:
+                _test_crash_point("casting")
+                if dispatch.snapshot is not None:
+                    notifier.snapshot_changed(context, dispatch.snapshot, None)
+                self._dispatch(context, dispatch, dispatcher)
+        finally:
+            if casts is not None:
+                for snapshot_id, reason in casts.flush(context):
+                    # As the dispatcher does with a single cast refused.
+                    self.dispatcher.defer(context, snapshot_id, 0, reason)
 
     def _claim_one(self, context, row, now):
         try:
@@ -138,12 +293,7 @@ class ScheduleClock:
             context, [instance.uuid for instance in targets]
         )
         for instance in targets:
-            if instance.uuid in held:
-                LOG.info(
-                    "Schedule %s: %s skipped, a restore holds it",
-                    row.id,
-                    instance.uuid,
-                )
+            if _skipped_held(row, instance, held):
                 continue
             dispatch = self._record(context, row, instance, window)
             if dispatch is not None:
@@ -227,8 +377,8 @@ class ScheduleClock:
         except exception.DuplicateWindow:
             pass
 
-    def _dispatch(self, context, dispatch):
-        self.dispatcher.dispatch(
+    def _dispatch(self, context, dispatch, dispatcher=None):
+        (dispatcher or self.dispatcher).dispatch(
             context,
             dispatch.snapshot_id,
             dispatch.instance_uuid,
@@ -236,6 +386,82 @@ class ScheduleClock:
             dispatch.index,
             busy=dispatch.busy,
         )
+
+
+class HostCasts:
+    """``create_snapshot`` casts gathered per host and sent as
+    ``create_snapshots`` messages of up to ``size`` snapshots: one
+    message per host and batch instead of one per snapshot."""
+
+    def __init__(self, compute_api, size):
+        self.compute_api = compute_api
+        self.size = size
+        self.pending = collections.defaultdict(list)
+        self.refused = []
+
+    def create_snapshot(
+        self, context, host, instance_uuid, snapshot_id, index, quiesce
+    ):
+        self.pending[host].append(
+            {
+                "instance_uuid": instance_uuid,
+                "snapshot_id": snapshot_id,
+                "index": index,
+                "quiesce": quiesce,
+            }
+        )
+        if len(self.pending[host]) >= self.size:
+            self._send(context, host)
+
+    def flush(self, context):
+        """Send what is left; (snapshot id, reason) of every snapshot
+        whose message the bus refused."""
+        for host in list(self.pending):
+            self._send(context, host)
+        refused, self.refused = self.refused, []
+        return refused
+
+    def _send(self, context, host):
+        snapshots = self.pending.pop(host, [])
+        if not snapshots:
+            return
+        try:
+            self.compute_api.create_snapshots(context, host, snapshots)
+        except messaging.MessagingException as exc:
+            reason = (
+                f"the request could not be sent to the agent on {host}: {exc}"
+            )
+            self.refused.extend(
+                (item["snapshot_id"], reason) for item in snapshots
+            )
+
+
+def _skipped_held(row, instance, held):
+    """Whether a restore holds the instance (``held``: those held), so
+    its snapshot of this window is skipped."""
+    if instance.uuid not in held:
+        return False
+    LOG.info(
+        "Schedule %s: %s skipped, a restore holds it", row.id, instance.uuid
+    )
+    return True
+
+
+def _split_own(due):
+    """(tenants' schedules of their own servers, each server's first;
+    the rest): the first go through :meth:`ScheduleClock._claim_own`."""
+    own, others, seen = [], [], set()
+    for row in due:
+        if (
+            row.source == models.SCHEDULE_SOURCE_API
+            and row.instance_uuid is not None
+            and row.instance_uuid not in seen
+        ):
+            seen.add(row.instance_uuid)
+            own.append(row)
+        else:
+            others.append(row)
+    return own, others
 
 
 def _released_by_retention(context, row, instance, window):

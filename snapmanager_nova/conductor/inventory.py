@@ -88,8 +88,9 @@ class ServerState:
         """The ``instances`` columns to write.
 
         The host is never cleared: a shelved-offloaded or deleted server
-        has none in Nova, but its snapshots are still on the host it
-        left (the file backend's store), and deleting them goes there.
+        has none in Nova, and the work on its snapshots still needs a
+        host (file-backed ones recorded before holders were: the host
+        it left; any other: a host to route the cluster's work from).
         """
         values = {
             "project_id": self.project_id,
@@ -147,11 +148,28 @@ def snapshot_backend(snapshot):
     return snapshot.backend or backend_of_disks(snapshot.disks)
 
 
-def cast_snapshot_delete(compute_api, context, instance, snapshot, host=None):
-    """Ask the instance's agent to delete ``snapshot``, already ``deleting``.
+def snapshot_holder(snapshot, instance):
+    """The host whose agent works on ``snapshot``'s storage.
 
-    ``host``: another agent that serves the snapshot's backend, when the
-    instance's own cannot (RBD snapshots are the cluster's). A snapshot
+    A file-backed snapshot stays in the store of the host that took it
+    (``snapshots.host``) when its server moves, so its holder is that
+    host; rows from before holders were recorded were taken where the
+    instance was last recorded. Any other snapshot is the cluster's: the
+    instance's host (or, when that one cannot, another agent serving
+    the backend; see :class:`.release.AgentRouter`).
+    """
+    # Only file-backed snapshots record a holder (db/models.py).
+    return snapshot.host or instance.host
+
+
+def cast_snapshot_delete(compute_api, context, instance, snapshot, host=None):
+    """Ask the snapshot's holder to delete ``snapshot``, already
+    ``deleting``.
+
+    A file-backed snapshot's delete always goes to its holder
+    (:func:`snapshot_holder`). ``host``: another agent that serves the
+    snapshot's backend, when the instance's own cannot (RBD snapshots
+    are the cluster's). A snapshot
     that never completed on a known backend has nothing
     stored: it is marked ``deleted`` here and False returned. Raises
     oslo.messaging's errors when the agent cannot be asked; the caller
@@ -164,9 +182,11 @@ def cast_snapshot_delete(compute_api, context, instance, snapshot, host=None):
         )
         snapshot_operations.finish(context, deleted, models.SNAPSHOT_DELETING)
         return False
+    if backend == "file" or host is None:
+        host = snapshot_holder(snapshot, instance)
     compute_api.delete_snapshot(
         context,
-        host or instance.host,
+        host,
         snapshot.id,
         instance.uuid,
         backend,

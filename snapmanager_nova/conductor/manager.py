@@ -11,6 +11,7 @@ import oslo_messaging as messaging
 from oslo_log import log as logging
 
 from snapmanager_nova import exception
+from snapmanager_nova.conductor import rpcapi
 from snapmanager_nova.conductor import snapshot_operations
 from snapmanager_nova.db import api as db_api
 from snapmanager_nova.db import models
@@ -22,11 +23,16 @@ _MAX_ERROR = snapshot_operations.MAX_ERROR
 
 def _backend_of(result):
     backend = result.get("backend")
-    return {"backend": backend} if backend else {}
+    found = {"backend": backend} if backend else {}
+    # Where a file-backed snapshot is stored (its holder); RBD ones live
+    # in the cluster and record none.
+    if backend == "file" and result.get("host"):
+        found["host"] = result["host"]
+    return found
 
 
 class ConductorManager:
-    target = messaging.Target(version="1.1")
+    target = messaging.Target(version=rpcapi.ConductorAPI.RPC_API_VERSION)
 
     def __init__(
         self, restores=None, retention=None, dispatcher=None, releases=None
@@ -65,13 +71,63 @@ class ConductorManager:
             )
 
     def snapshot_created(self, context, snapshot_id, result):
+        snapshot = self._record_created(context, snapshot_id, result)
+        if snapshot is not None and self.retention is not None:
+            self.retention.after_success(context, snapshot)
+
+    def snapshots_reported(self, context, reports):
+        """Outcomes of snapshots an agent got in one ``create_snapshots``
+        cast (RPC 1.2), in the order the agent had them: each recorded as
+        its own report would be, and retention applied once per instance
+        and schedule of the batch, after the newest of its snapshots."""
+        newest = {}
+        sizes = {}
+        for report in reports:
+            snapshot_id = report["snapshot_id"]
+            if "result" in report:
+                snapshot = self._record_created(
+                    context, snapshot_id, report["result"]
+                )
+                if snapshot is not None:
+                    key = (snapshot.instance_uuid, snapshot.schedule_id)
+                    newest[key] = snapshot
+            elif "error" in report:
+                self.snapshot_failed(context, snapshot_id, report["error"])
+            elif "size_bytes" in report:
+                sizes[snapshot_id] = report["size_bytes"]
+        if sizes:
+            self._record_sizes(context, sizes)
+        if self.retention is not None:
+            for snapshot in newest.values():
+                self.retention.after_success(context, snapshot)
+
+    @staticmethod
+    def _record_sizes(context, sizes):
+        """Sizes the agent measured after reporting the snapshots, in one
+        transaction (they change nothing else)."""
+        with db_api.context_manager.writer.using(context):
+            for snapshot_id, size_bytes in sizes.items():
+                try:
+                    db_api.snapshot_update(
+                        context, snapshot_id, {"size_bytes": size_bytes}
+                    )
+                except exception.NotFound:
+                    LOG.debug("Size of snapshot %s dropped: gone", snapshot_id)
+
+    def _record_created(self, context, snapshot_id, result):
+        """Record a snapshot made; the row, or None if dropped."""
+        fields = {}
+        if result.get("size_bytes") is not None:
+            # None: measured later, and recorded then (the size may even
+            # come first: it must not be overwritten).
+            fields["size_bytes"] = result["size_bytes"]
         snapshot = self._set_status(
             context,
             snapshot_id,
             models.SNAPSHOT_AVAILABLE,
             disks=result["disks"],
-            size_bytes=result["size_bytes"],
             quiesced=result["quiesced"],
+            **fields,
             # Agents report which of their backends took it: restore and
             # delete must go to the same one.
             **_backend_of(result),
@@ -79,10 +135,9 @@ class ConductorManager:
             error=None,
         )
         if snapshot is None:
-            return
+            return None
         snapshot_operations.finish(context, snapshot, models.SNAPSHOT_CREATING)
-        if self.retention is not None:
-            self.retention.after_success(context, snapshot)
+        return snapshot
 
     def snapshot_failed(self, context, snapshot_id, error):
         """A snapshot could not be made, or could not be deleted."""

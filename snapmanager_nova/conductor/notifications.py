@@ -25,7 +25,12 @@ Every other ``instance.*`` notification only updates the inventory row
 of a known instance, and only if it is newer than what the row holds
 (notifications are handled on several threads and may be seen out of
 order). ``instance.delete.end`` marks the instance deleted and tidies up
-(:meth:`.inventory.InstanceCleanup.deleted`).
+(:meth:`.inventory.InstanceCleanup.deleted`). So the recorded host
+follows every move to the host its last event names (resize_finish,
+resize_revert, rebuild for an evacuation, unshelve,
+live_migration_post_dest), except ``instance.live_migration_post.*``,
+which the source sends last with the host it had before
+(:data:`STALE_SOURCE_EVENTS`); see doc/source/multihost.rst.
 """
 
 import dataclasses
@@ -52,6 +57,18 @@ DELETED_EVENT = "instance.delete.end"
 # is still the source: the disks Nova is about to reuse there must not be
 # touched. Only a rebuild published by the instance's own host is one.
 REBUILD_EVENT = "instance.rebuild.start"
+# Sent by a live migration's source host after the destination has
+# taken the server over, from the source's own copy of the instance: its
+# ``host`` and ``task_state`` are those from before the move (nova/
+# compute/manager.py ``_post_live_migration``), and its timestamp is
+# later than the destination's ``instance.live_migration_post_dest.end``
+# that recorded the new host. Taking it would send the next snapshot to
+# the host the server just left; the destination's events, and the
+# sync, say where it is.
+STALE_SOURCE_EVENTS = (
+    "instance.live_migration_post.start",
+    "instance.live_migration_post.end",
+)
 NOVA_COMPUTE = "nova-compute"
 
 # Nova's vm_state (in notifications) -> its API status (in the sync). A
@@ -130,7 +147,9 @@ def classify(event_type, payload, publisher_id=None):
     this way costs Nova's retries, a release during an evacuation would
     cost the server its disk or its snapshots.
     """
-    if not event_type.startswith("instance."):
+    if not event_type.startswith("instance.") or (
+        event_type in STALE_SOURCE_EVENTS
+    ):
         return None
     if not _data(payload).get("uuid"):
         return None

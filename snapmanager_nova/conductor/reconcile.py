@@ -26,7 +26,11 @@ creating      yes                     the agent made it but its result was
 ============  ======================  ====================================
 
 Snapshots in storage that no row knows (no row with that index, other
-than ``deleted`` ones) are deleted once they have been seen unknown for
+than ``deleted`` ones) are looked for on ``[conductor]
+reconcile_batch_size`` instances per pass, the next pass going on after
+the last one looked at (and starting over at the end): the cost of a
+pass is bounded whatever the number of instances with snapshots. They
+are deleted once they have been seen unknown for
 ``operation_timeout``: a row is always written before its agent is asked
 to work, and the agent is listed before the rows are read, so an index
 that stays unknown that long is nobody's. Each one gets a row of its own
@@ -76,17 +80,24 @@ class Action:
     snapshot_id: str
 
 
-def plan_stuck(snapshots, present):
+def plan_stuck(snapshots, present, listed_on=None):
     """What to do with stuck snapshots, given the indexes in storage.
 
     :param snapshots: rows with ``id``, ``status`` and ``snapshot_index``.
     :param present: the indexes the agent has for their instance.
+    :param listed_on: the host whose agent listed ``present``. A
+        snapshot held by another host (its server moved since,
+        doc/source/multihost.rst) is not in that list whether or not its
+        holder still has it: its deletion is asked of the holder again,
+        never marked done on the word of a host that never held it.
     """
     actions = []
     for row in snapshots:
         stored = row.snapshot_index in present
         if row.status == models.SNAPSHOT_DELETING:
-            kind = DELETE_AGAIN if stored else MARK_DELETED
+            holder = getattr(row, "host", None)
+            elsewhere = holder is not None and holder != listed_on
+            kind = DELETE_AGAIN if stored or elsewhere else MARK_DELETED
         elif row.status == models.SNAPSHOT_CREATING:
             kind = DISCARD if stored else RETRY
         else:
@@ -141,6 +152,8 @@ class Reconciler:
         self._routed = {}
         self.now = now
         self.orphans = OrphanWatch()
+        # The last instance the previous pass looked for orphans on.
+        self._orphan_cursor = None
 
     def run(self, context):
         """Periodic task: one pass. Returns the actions taken, as
@@ -188,7 +201,7 @@ class Reconciler:
                 )
                 if row.id in stale_ids and _still_stuck(row, cutoff)
             }
-            for action in plan_stuck(fresh.values(), present):
+            for action in plan_stuck(fresh.values(), present, instance.host):
                 row = fresh[action.snapshot_id]
                 self._settle(context, instance, row, action.kind)
                 done.append((action.kind, row.id))
@@ -248,9 +261,22 @@ class Reconciler:
 
     # Snapshots in storage that no row knows
 
+    def _orphan_slice(self, context):
+        """This pass's instances to look for orphans on, after the
+        previous pass's, starting over once all were seen."""
+        size = CONF.conductor.reconcile_batch_size
+        instances = db_api.instance_list_with_snapshot_indexes(
+            context, after=self._orphan_cursor, limit=size
+        )
+        if len(instances) < size:
+            self._orphan_cursor = None  # the end: start over next pass
+        else:
+            self._orphan_cursor = instances[-1].uuid
+        return instances
+
     def _orphans(self, context, now, timeout):
         done = []
-        for instance in db_api.instance_list_with_snapshot_indexes(context):
+        for instance in self._orphan_slice(context):
             if _released_elsewhere(instance):
                 continue
             backend = inventory.instance_backend(context, instance)

@@ -25,8 +25,11 @@ The release
     can ask for the next try at once or give one up.
 
 Which agent
-    A file-backed snapshot lives in its host's store, so only that host's
-    agent can touch it. An RBD snapshot lives in the cluster: any agent
+    A file-backed snapshot lives in its holder's store (the host that
+    took it, recorded on the snapshot: doc/source/multihost.rst), so only
+    that host's agent can touch it, wherever the server was last; one
+    whose holder is out of service for good is kept and the release
+    stays pending, saying so. An RBD snapshot lives in the cluster: any agent
     that serves the ``rbd`` backend can list, release and delete it, so
     when the instance's host does not serve it (or is down) another agent
     does (:class:`AgentRouter`). An agent that answers "backend not
@@ -322,11 +325,22 @@ class DeletedServerRelease:
         if instance.keep_after_delete:
             return 0
         waiting = 0
-        for snapshot in db_api.snapshot_list(
+        stored = db_api.snapshot_list(
             context,
             instance_uuid=instance.uuid,
             status=[*_TO_DELETE, models.SNAPSHOT_DELETING],
-        ):
+        )
+        # A file-backed snapshot is deleted by its holder (the host that
+        # took it, wherever the server went since); one whose holder is
+        # out of service for good is kept, never marked deleted with its
+        # files still there, and holds the release open saying why.
+        gone = db_api.snapshot_holders_gone(
+            context, {snapshot.host for snapshot in stored}
+        )
+        unreachable = [s.id for s in stored if s.host in gone]
+        for snapshot in stored:
+            if snapshot.host in gone:
+                continue
             backend = inventory.snapshot_backend(snapshot) or instance.backend
             if snapshot.status == models.SNAPSHOT_DELETING:
                 waiting += 1
@@ -340,6 +354,13 @@ class DeletedServerRelease:
                 context, instance, snapshot, hosts.get(backend)
             ):
                 waiting += 1
+        if unreachable and not waiting:
+            raise AgentsUnavailable(
+                f"snapshots {', '.join(sorted(unreachable))} are stored on "
+                f"{', '.join(sorted(gone))}, out of service: they are kept "
+                "until an agent reports in there again, or the release is "
+                "given up"
+            )
         return waiting
 
     def _release_on_agent(self, context, instance, backend, keep):

@@ -11,6 +11,11 @@ step                progress  what, and why it is safe to do again
 ==================  ========  ===============================================
 locking server      5         lock in Nova with a reason naming the operation
                               and snapshot (a lock of ours is re-locked)
+copying snapshot    10        a file-backed snapshot held by another host
+                              than the server's (it moved) is copied to the
+                              server's host, which becomes its holder
+                              (:mod:`.holders`); the running server waits
+                              for it locked, not stopped
 stopping server     15        stop unless SHUTOFF, wait for SHUTOFF
 restoring disks     30-80     cast the restore to the agent on the server's
                               host; the agent reports back through the
@@ -57,6 +62,7 @@ from snapmanager_nova import conf as sm_conf
 from snapmanager_nova import exception
 from snapmanager_nova import nova
 from snapmanager_nova import nova_state
+from snapmanager_nova.conductor import holders
 from snapmanager_nova.conductor import inventory
 from snapmanager_nova.db import api as db_api
 from snapmanager_nova.db import models
@@ -78,11 +84,12 @@ class Step:
 
 
 LOCK = Step("locking server", 5)
+TRANSFER = Step("copying snapshot", 10)
 STOP = Step("stopping server", 15)
 RESTORE = Step("restoring disks", 30)
 START = Step("starting server", 85)
 UNLOCK = Step("unlocking server", 95)
-STEPS = (LOCK, STOP, RESTORE, START, UNLOCK)
+STEPS = (LOCK, TRANSFER, STOP, RESTORE, START, UNLOCK)
 _BY_NAME = {step.name: step for step in STEPS}
 # The agent's own progress (0-100) is shown within this range.
 _AGENT_RANGE = (RESTORE.progress, 80)
@@ -163,6 +170,7 @@ class RestoreOrchestrator:
         self.binary = binary
         self.now = now
         self._spawn = spawn or _on_new_thread
+        self.transfer = holders.Transfer(compute_api)
         # Restores a thread of this process is working on right now.
         self._active = set()
         self._guard = threading.Lock()
@@ -268,6 +276,8 @@ class RestoreOrchestrator:
         """Do ``step``; False when the step goes on elsewhere."""
         if step is LOCK:
             self._lock(context, operation)
+        elif step is TRANSFER:
+            self._transfer(context, operation)
         elif step is STOP:
             self._stop(operation)
         elif step is RESTORE:
@@ -323,6 +333,19 @@ class RestoreOrchestrator:
                 reason="Nova did not record Snapmanager's lock reason"
             )
 
+    def _transfer(self, context, operation):
+        snapshot = db_api.snapshot_get(context, operation.snapshot_id)
+        instance = db_api.instance_get(context, operation.instance_uuid)
+        server = self._server(operation)
+        if not server.compute_host:
+            raise RestoreFailed(reason="the server has no compute host")
+        try:
+            self.transfer.bring(
+                context, snapshot, instance, server.compute_host
+            )
+        except holders.TransferFailed as exc:
+            raise RestoreFailed(reason=str(exc)) from exc
+
     def _stop(self, operation):
         compute = self.compute.get()
         server = self._server(operation)
@@ -349,6 +372,15 @@ class RestoreOrchestrator:
         server = self._server(operation)
         if not server.compute_host:
             raise RestoreFailed(reason="the server has no compute host")
+        instance = db_api.instance_get(context, operation.instance_uuid)
+        if holders.needs_transfer(snapshot, instance, server.compute_host):
+            # Moved by an administrator since the copy (the lock stops
+            # only its tenant): never sent to a host without the data.
+            raise RestoreFailed(
+                reason=f"the server moved to {server.compute_host} after "
+                f"snapshot {snapshot.id} was copied for it; retry the "
+                "restore"
+            )
         self.compute_api.restore_snapshot(
             context,
             server.compute_host,

@@ -93,13 +93,30 @@ class Retention:
         the snapshots sent to be deleted."""
         if snapshot.schedule_id is None:
             return []
+        # One read transaction for the schedule, the instance and the
+        # snapshots (each reported snapshot comes here).
+        with db_api.context_manager.reader.using(context):
+            found = self._schedule_and_snapshots(context, snapshot)
+        if found is None:
+            return []
+        schedule, instance, policy, snapshots = found
+        doomed = plan(snapshots, policy, self.now(), schedule.timezone)
+        return self.delete(
+            context, instance, doomed, f"retention of schedule {schedule.id}"
+        )
+
+    @staticmethod
+    def _schedule_and_snapshots(context, snapshot):
+        """(schedule, instance, retention policy, the schedule's
+        snapshots of the instance), or None when there is nothing to
+        apply."""
         try:
             schedule = db_api.schedule_get(context, snapshot.schedule_id)
         except exception.ScheduleNotFound:
-            return []  # deleted meanwhile: the snapshots roll off by age
+            return None  # deleted meanwhile: the snapshots roll off by age
         instance = db_api.instance_get(context, snapshot.instance_uuid)
         if instance.deleted_at is not None:
-            return []
+            return None
         try:
             policy = schedule_engine.RetentionPolicy.from_dict(
                 schedule.retention or {}
@@ -113,17 +130,14 @@ class Retention:
                 schedule.retention,
                 exc,
             )
-            return []
+            return None
         snapshots = db_api.snapshot_list(
             context,
             schedule_id=schedule.id,
             instance_uuid=instance.uuid,
             status=NOT_DELETED,
         )
-        doomed = plan(snapshots, policy, self.now(), schedule.timezone)
-        return self.delete(
-            context, instance, doomed, f"retention of schedule {schedule.id}"
-        )
+        return schedule, instance, policy, snapshots
 
     def roll_off(self, context):
         """Periodic task: delete the snapshots no live schedule keeps.

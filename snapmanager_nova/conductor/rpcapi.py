@@ -12,6 +12,11 @@ API version history:
 * 1.1 - agent_started: an agent says which backends it serves once it
   serves RPC. A 1.0 conductor refuses it (logged, nothing else lost), so
   only that message asks for 1.1.
+* 1.2 - snapshots_reported: the outcomes of snapshots that came in one
+  create_snapshots cast (compute RPC 1.1), in batches: created, failed,
+  and sizes measured after the snapshot was reported. Only an agent
+  answering a create_snapshots cast sends it, so a conductor that
+  batches is the one asked.
 """
 
 import oslo_messaging as messaging
@@ -22,7 +27,7 @@ TOPIC = "snapmanager-conductor"
 
 
 class ConductorAPI:
-    RPC_API_VERSION = "1.1"
+    RPC_API_VERSION = "1.2"
 
     def __init__(self):
         target = messaging.Target(topic=TOPIC, version=self.RPC_API_VERSION)
@@ -62,6 +67,14 @@ class ConductorAPI:
     def snapshot_created(self, context, snapshot_id, result):
         self._cast(
             context, "snapshot_created", snapshot_id=snapshot_id, result=result
+        )
+
+    def snapshots_reported(self, context, reports):
+        """``reports``: dicts with ``snapshot_id`` and one of ``result``
+        (as snapshot_created's), ``error`` (as snapshot_failed's) or
+        ``size_bytes`` (measured after the snapshot was reported)."""
+        self._cast(
+            context, "snapshots_reported", version="1.2", reports=reports
         )
 
     def snapshot_failed(self, context, snapshot_id, error):

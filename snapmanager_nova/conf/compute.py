@@ -70,8 +70,14 @@ compute_opts = [
     ),
     cfg.StrOpt(
         "file_snapshot_mode",
-        default="backup",
+        default="incremental",
         choices=[
+            (
+                "incremental",
+                "libvirt's backup API with a checkpoint: the first "
+                "snapshot is a full copy, each next one stores only the "
+                "clusters written since the previous one, as a chain.",
+            ),
             (
                 "external",
                 "External disk-only snapshot, copy the frozen "
@@ -83,15 +89,67 @@ compute_opts = [
                 "without any overlay on the live disk.",
             ),
         ],
-        help="How file-backed (qcow2) disks are snapshotted. `backup` is "
-        "the default because it never changes the domain's disk: in "
-        "`external` mode the domain runs on an overlay Nova does not know "
-        "about while Nova's whole `disk` is copied (measured ~340 ms for a "
-        "32 MiB disk, growing with the disk), and a hard reboot, resize or "
-        "migration in that window loses the guest's writes. `backup` "
-        "stores a full image per snapshot; `external` only the instance's "
-        "own layer. libvirt >= 7.2 with QEMU >= 4.2 has the backup API; "
-        "Nova's minimum versions are above that.",
+        help="How file-backed (qcow2) disks are snapshotted. "
+        "`incremental` (default) and `backup` never change the domain's "
+        "disk: in `external` mode the domain runs on an overlay Nova does "
+        "not know about while Nova's whole `disk` is copied (measured "
+        "~340 ms for a 32 MiB disk, growing with the disk), and a hard "
+        "reboot, resize or migration in that window loses the guest's "
+        "writes. `backup` stores a full image per snapshot; `incremental` "
+        "only what changed since the previous snapshot (a full copy when "
+        "change tracking was lost, and for flat raw disks); `external` "
+        "the instance's own layer. libvirt >= 7.2 with QEMU >= 4.2 has "
+        "the backup API; Nova's minimum versions are above that. See "
+        "doc/source/compute.rst.",
+    ),
+    # Snapshots of servers that moved (doc/source/multihost.rst).
+    cfg.BoolOpt(
+        "snapshot_store_shared",
+        default=False,
+        help="Whether `snapshot_store_path` is one store shared by every "
+        "compute host (e.g. the same NFS export mounted at the same path "
+        "on all of them). Then a file-backed snapshot can be restored "
+        "wherever its server runs now without copying it. Otherwise it "
+        "stays in the store of the host that took it, and a restore after "
+        "the server moved first copies it over with "
+        "`snapshot_transfer_transport`. The conductor reads this option "
+        "too: set it alike everywhere.",
+    ),
+    cfg.StrOpt(
+        "snapshot_transfer_transport",
+        default="ssh",
+        choices=[
+            ("ssh", "scp over ssh, as Nova's `ssh` transport."),
+            ("rsync", "rsync over ssh, as Nova's `rsync` transport."),
+        ],
+        help="How this agent fetches a file-backed snapshot from the store "
+        "of the host holding it, when its server now runs here: the means "
+        "Nova's `[libvirt] remote_filesystem_transport` uses between "
+        "compute hosts for resize and cold migration, and the same "
+        "prerequisites (the agent's user can ssh, without a password, to "
+        "every other compute host as that host's agent user).",
+    ),
+    cfg.StrOpt(
+        "snapshot_transfer_address",
+        help="The address other compute hosts reach this host's store at "
+        "(an ssh destination: a name or IP, optionally `user@`). Default: "
+        "the agent's `host`, as Nova's migrations reach a host by name "
+        "unless `[libvirt] live_migration_inbound_addr` says otherwise.",
+    ),
+    cfg.StrOpt(
+        "snapshot_transfer_ssh_config",
+        help="An ssh client configuration file (`ssh -F`) for the "
+        "transfers, e.g. to name the port, key and known hosts of each "
+        "host; default: the agent user's own ssh configuration.",
+    ),
+    cfg.IntOpt(
+        "snapshot_transfer_timeout",
+        default=3600,
+        min=1,
+        help="Seconds the copy of one snapshot between two hosts' stores "
+        "may take; the transfer is killed after that and the restore "
+        "fails, leaving the holder's copy intact. The conductor waits "
+        "this long (plus a margin) for the answer.",
     ),
 ]
 

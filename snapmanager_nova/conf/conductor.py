@@ -21,8 +21,37 @@ conductor_opts = [
         "claim_batch_size",
         default=200,
         min=1,
-        help="Most due schedules one conductor claims in one pass; several "
-        "conductors share the rest.",
+        help="Most due schedules one conductor claims in one transaction; "
+        "a pass claims batch after batch until nothing is due or "
+        "`claim_time_slice` is used up, and several conductors share "
+        "what is due.",
+    ),
+    cfg.IntOpt(
+        "claim_time_slice",
+        default=50,
+        min=0,
+        help="Seconds one pass of the schedule clock goes on claiming "
+        "batches of due schedules (and casting their snapshots) while "
+        "more are due; what is left waits for the next pass. Thousands "
+        'of servers due at the same minute ("daily at 02:00") are '
+        "then all started within that minute, not one batch per "
+        "`tick_interval`. 0 claims one batch per pass.",
+    ),
+    cfg.BoolOpt(
+        "batch_casts",
+        default=True,
+        help="Send the snapshots one pass casts to a host in one message "
+        "(compute RPC 1.1), the agent reporting their outcomes in "
+        "batches (conductor RPC 1.2). Turn off while compute agents of "
+        "the previous release (RPC 1.0, which refuse that message) still "
+        "run; upgrade the conductors first.",
+    ),
+    cfg.IntOpt(
+        "cast_batch_size",
+        default=100,
+        min=1,
+        help="Most snapshots in one message to a compute agent when "
+        "`batch_casts` is on.",
     ),
     cfg.IntOpt(
         "operation_timeout",
@@ -142,6 +171,16 @@ conductor_opts = [
         "stuck in `creating` or `deleting` past `operation_timeout`, and "
         "snapshots in storage that no database row knows) and of the "
         "roll-off of snapshots no schedule governs.",
+    ),
+    cfg.IntOpt(
+        "reconcile_batch_size",
+        default=200,
+        min=1,
+        help="Most instances one reconciliation pass asks their agent "
+        "about for snapshots in storage that no row knows; the next "
+        "pass goes on where it stopped, so a pass costs the same however "
+        "many instances have snapshots, and every instance is looked at "
+        "once per round of passes.",
     ),
     cfg.IntOpt(
         "unscheduled_max_age",

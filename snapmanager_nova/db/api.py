@@ -20,6 +20,7 @@ the errors a caller can act on. Datetimes may be passed aware or naive
 UTC and come back aware UTC (see :mod:`snapmanager_nova.db.models`).
 """
 
+import collections
 import datetime
 
 import sqlalchemy as sa
@@ -87,6 +88,7 @@ _SNAPSHOT_RESULT_FIELDS = frozenset(
     (
         "snapshot_index",
         "backend",
+        "host",
         "disks",
         "size_bytes",
         "quiesced",
@@ -491,6 +493,117 @@ def schedule_claim_due(context, now, limit):
     return list(context.session.execute(stmt).scalars())
 
 
+@context_manager.writer
+def schedules_advance(context, advances):
+    """Move many claimed schedules on: ``advances`` are ``(schedule id,
+    next_run_at, last_run_at)``. One UPDATE per distinct pair of times:
+    schedules of the same spec and timezone, the common case of a busy
+    window, share one."""
+    groups = collections.defaultdict(list)
+    for schedule_id, next_run_at, last_run_at in advances:
+        groups[(next_run_at, last_run_at)].append(schedule_id)
+    schedule = models.Schedule
+    for (next_run_at, last_run_at), ids in groups.items():
+        context.session.execute(
+            sa.update(schedule)
+            .where(schedule.id.in_(ids))
+            .values(
+                next_run_at=next_run_at,
+                last_run_at=last_run_at,
+                updated_at=models.utcnow(),
+            )
+            .execution_options(synchronize_session="evaluate")
+        )
+
+
+@context_manager.reader
+def instances_to_snapshot(context, instance_uuids):
+    """Those of ``instance_uuids`` their own tenant schedules snapshot
+    now (as :func:`schedule_targets` for an instance's schedule), in one
+    query: switched on and not deleted in Nova."""
+    if not instance_uuids:
+        return []
+    instance = models.Instance
+    stmt = (
+        sa.select(instance)
+        .where(
+            instance.uuid.in_(list(instance_uuids)),
+            instance.snapshot_enabled == sa.true(),
+            instance.deleted_at.is_(None),
+        )
+        .order_by(instance.uuid)
+    )
+    return list(context.session.execute(stmt).scalars())
+
+
+@context_manager.writer
+def instance_allocate_snapshot_indexes(context, instance_uuids):
+    """:func:`instance_allocate_snapshot_index` for several instances
+    (each once) in two statements; ``{uuid: new index}``. The UPDATE
+    locks the rows until the caller's transaction ends, so the values
+    read back are this transaction's own."""
+    if not instance_uuids:
+        return {}
+    uuids = sorted(set(instance_uuids))
+    if len(uuids) != len(instance_uuids):
+        raise exception.Invalid(reason="an instance is named twice")
+    instance = models.Instance
+    context.session.execute(
+        sa.update(instance)
+        .where(instance.uuid.in_(uuids))
+        .values(snapshot_index=instance.snapshot_index + 1)
+        .execution_options(synchronize_session=False)
+    )
+    found = dict(
+        context.session.execute(
+            sa.select(instance.uuid, instance.snapshot_index).where(
+                instance.uuid.in_(uuids)
+            )
+        ).all()
+    )
+    missing = set(uuids) - set(found)
+    if missing:
+        raise exception.InstanceNotFound(instance_uuid=sorted(missing)[0])
+    return found
+
+
+@context_manager.reader
+def snapshot_windows_taken(context, schedule_ids, windows):
+    """``(schedule id, instance uuid, window_start)`` of the snapshots
+    recorded for any of ``schedule_ids`` in any of ``windows``."""
+    if not schedule_ids or not windows:
+        return set()
+    snapshot = models.Snapshot
+    stmt = sa.select(
+        snapshot.schedule_id, snapshot.instance_uuid, snapshot.window_start
+    ).where(
+        snapshot.schedule_id.in_(list(schedule_ids)),
+        snapshot.window_start.in_(list(windows)),
+    )
+    return {tuple(row) for row in context.session.execute(stmt).all()}
+
+
+@context_manager.writer
+def snapshots_create_scheduled(context, values_list):
+    """Record many scheduled snapshots (``creating``) in one flush, the
+    instances' and schedules' existence and projects taken as checked by
+    the caller (it read them in this transaction: the clock). Returns
+    the rows. Raises DuplicateWindow if any window is taken already:
+    call it in a savepoint, then none is recorded."""
+    session = context.session
+    snapshots = [models.Snapshot(**values) for values in values_list]
+    session.add_all(snapshots)
+    try:
+        session.flush()
+    except db_exc.DBDuplicateEntry:
+        raise exception.DuplicateWindow(
+            schedule_id="(one of a batch)",
+            instance_uuid="(one of a batch)",
+            window_start="(one of a batch)",
+        ) from None
+    return snapshots
+
+
 @context_manager.reader
 def schedule_targets(context, schedule):
     """The instances a schedule snapshots now.
@@ -642,6 +755,12 @@ def snapshot_update_status(context, snapshot_id, new_status, **fields):
         )
     if new_status == models.SNAPSHOT_DELETED:
         values.setdefault("deleted_at", now)
+    if fields.get("backend") == "file" and not fields.get("host"):
+        # An agent too old to say where it stored it: the host the
+        # instance ran on is where it was taken, unless one is recorded.
+        values["host"] = sa.func.coalesce(
+            snapshot.host, _instance_host(snapshot)
+        )
     allowed_from = [
         old
         for old, targets in models.SNAPSHOT_TRANSITIONS.items()
@@ -667,6 +786,69 @@ def snapshot_update_status(context, snapshot_id, new_status, **fields):
             to_status=new_status,
         )
     return _get(session, snapshot, snapshot_id)
+
+
+# The compute agents' binary, as their heartbeats record it.
+COMPUTE_BINARY = "snapmanager-compute"
+
+
+def _instance_host(snapshot):
+    instance = models.Instance
+    return (
+        sa.select(instance.host)
+        .where(instance.uuid == snapshot.instance_uuid)
+        .scalar_subquery()
+    )
+
+
+@context_manager.writer
+def snapshot_move_holder(context, snapshot_id, from_host, to_host):
+    """Record that ``to_host``'s store now holds the snapshot, if
+    ``from_host``'s still did; False when another writer moved it first
+    (or it is gone). A copy is made before this and the old one is
+    deleted after it, so the row names a host holding it at all times.
+    """
+    snapshot = models.Snapshot
+    return _conditional_update(
+        context.session,
+        snapshot,
+        snapshot_id,
+        [
+            snapshot.host == from_host,
+            snapshot.status == models.SNAPSHOT_AVAILABLE,
+        ],
+        {"host": to_host, "updated_at": models.utcnow()},
+    )
+
+
+@context_manager.reader
+def snapshot_holders_gone(context, hosts):
+    """Those of ``hosts`` whose compute agent has no service record: an
+    operator removed it for good (``snapmanager-manage service delete``),
+    so their stores cannot be reached. An agent that is merely down keeps
+    its record, and one that reports in again gets a new one."""
+    hosts = set(hosts) - {None}
+    if not hosts:
+        return set()
+    service = models.Service
+    known = context.session.execute(
+        sa.select(service.host).where(
+            service.binary == COMPUTE_BINARY, service.host.in_(hosts)
+        )
+    ).scalars()
+    return hosts - set(known)
+
+
+@context_manager.writer
+def service_delete(context, binary, host):
+    """Forget ``binary`` on ``host``; False if it had no record."""
+    service = models.Service
+    result = context.session.execute(
+        sa.delete(service).where(
+            service.binary == binary, service.host == host
+        )
+    )
+    return result.rowcount > 0
 
 
 @context_manager.writer
@@ -1405,10 +1587,13 @@ def snapshot_list_of_deleted_instances(context, kept_before, limit):
 
 
 @context_manager.reader
-def instance_list_with_snapshot_indexes(context):
+def instance_list_with_snapshot_indexes(context, after=None, limit=None):
     """Instances that can have snapshots in storage: given a snapshot
     index at some time, with a host, and either not deleted in Nova or
-    still with a snapshot that is not deleted (one it keeps)."""
+    still with a snapshot that is not deleted (one it keeps).
+
+    In UUID order; ``after`` (a UUID) and ``limit`` page through them,
+    so that a pass over a large cloud reads a bounded slice."""
     instance = models.Instance
     snapshot = models.Snapshot
     kept = sa.exists().where(
@@ -1422,8 +1607,12 @@ def instance_list_with_snapshot_indexes(context):
             instance.host.is_not(None),
             sa.or_(instance.deleted_at.is_(None), kept),
         )
-        .order_by(instance.host, instance.uuid)
+        .order_by(instance.uuid)
     )
+    if after is not None:
+        stmt = stmt.where(instance.uuid > after)
+    if limit is not None:
+        stmt = stmt.limit(limit)
     return list(context.session.execute(stmt).scalars())
 
 
@@ -1867,6 +2056,22 @@ def project_quota_get_all(context, project_id):
     return dict(context.session.execute(stmt).all())
 
 
+@context_manager.reader
+def project_quota_get_many(context, project_ids):
+    """:func:`project_quota_get_all` of several projects in one query:
+    ``{project_id: {resource: hard_limit}}``, only those with any."""
+    if not project_ids:
+        return {}
+    quota = models.ProjectQuota
+    stmt = sa.select(quota.project_id, quota.resource, quota.hard_limit).where(
+        quota.project_id.in_(list(project_ids))
+    )
+    found = collections.defaultdict(dict)
+    for project_id, resource, hard_limit in context.session.execute(stmt):
+        found[project_id][resource] = hard_limit
+    return dict(found)
+
+
 @context_manager.writer
 def project_quota_set(context, project_id, limits):
     """Record the limits ``{resource: hard_limit}`` of a project; the
@@ -1913,6 +2118,31 @@ def snapshot_usage(context, project_id):
     )
     count, size = context.session.execute(stmt).one()
     return int(count), int(size)
+
+
+@context_manager.reader
+def snapshot_usage_many(context, project_ids):
+    """:func:`snapshot_usage` of several projects in one query:
+    ``{project_id: (count, bytes)}``, (0, 0) for a project with none."""
+    if not project_ids:
+        return {}
+    snapshot = models.Snapshot
+    stmt = (
+        sa.select(
+            snapshot.project_id,
+            sa.func.count(snapshot.id),
+            sa.func.coalesce(sa.func.sum(snapshot.size_bytes), 0),
+        )
+        .where(
+            snapshot.project_id.in_(list(project_ids)),
+            snapshot.status.in_(QUOTA_COUNTED_STATUSES),
+        )
+        .group_by(snapshot.project_id)
+    )
+    usage = dict.fromkeys(project_ids, (0, 0))
+    for project_id, count, size in context.session.execute(stmt):
+        usage[project_id] = (int(count), int(size))
+    return usage
 
 
 @context_manager.reader

@@ -62,6 +62,12 @@ SNAPSHOT_STATUSES = (
     SNAPSHOT_DELETING,
     SNAPSHOT_DELETED,
 )
+# Never stored: what the API shows (microversion 1.4) for an available
+# snapshot whose holder, the host storing it, is gone for good (its
+# agent's service record deleted). It is kept, never silently deleted,
+# and shown available again as soon as that agent reports in
+# (doc/source/multihost.rst).
+SNAPSHOT_UNAVAILABLE = "unavailable"
 # The only moves a snapshot's status may make; the DB API enforces them
 # with a conditional UPDATE so that two writers cannot both make one.
 SNAPSHOT_TRANSITIONS = {
@@ -296,6 +302,13 @@ class Snapshot(TimestampMixin, Base):
     )
     snapshot_index: orm.Mapped[int | None]
     backend: orm.Mapped[str | None] = orm.mapped_column(sa.String(16))
+    # The compute host whose snapshot store holds a file-backed snapshot
+    # (its "holder"): delete, sizing and the copy a restore elsewhere
+    # needs go there, wherever the server runs now. None for RBD ones,
+    # which live in the cluster (doc/source/multihost.rst).
+    host: orm.Mapped[str | None] = orm.mapped_column(
+        sa.String(255), index=True
+    )
     # [{"target": "vda", "path" | "pool"/"image": ..., "snap_name": ...,
     #   "size": bytes}, ...], as the compute agent reports them.
     disks: orm.Mapped[list] = orm.mapped_column(sa.JSON, default=list)

@@ -49,7 +49,8 @@ FAILURE = (
 class Agent:
     """The agent's side, reporting through the real conductor RPC API."""
 
-    target = messaging.Target(version="1.0")
+    # 1.1: the clock casts the snapshots of a host in one message.
+    target = messaging.Target(version="1.1")
 
     def __init__(self, conductor_topic):
         self.conductor = nova_env.retarget(
@@ -76,6 +77,10 @@ class Agent:
                 "backend": "file",
             },
         )
+
+    def create_snapshots(self, context, snapshots):
+        for item in snapshots:
+            self.create_snapshot(context, **item)
 
     def restore_snapshot(
         self, context, operation_id, instance_uuid, backend, index, disks

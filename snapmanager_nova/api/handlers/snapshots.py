@@ -24,6 +24,7 @@ from snapmanager_nova import nova_state
 from snapmanager_nova import quota
 from snapmanager_nova.api import authz
 from snapmanager_nova.api import context as api_context
+from snapmanager_nova.api import microversion
 from snapmanager_nova.api import pagination
 from snapmanager_nova.api import responses
 from snapmanager_nova.api import validation
@@ -53,6 +54,18 @@ _LISTED_BY_DEFAULT = [
 ]
 
 _AGENTS = "Snapmanager's compute agents"
+# No host name: tenants read it (api/views.py UNAVAILABLE_REASON).
+_HOLDER_GONE = (
+    "it is unavailable: the compute host storing it is no longer in service"
+)
+
+
+def _holders_gone(context, snapshots):
+    """The recorded holders of ``snapshots`` that are out of service for
+    good (db_api.snapshot_holders_gone), in one query."""
+    return db_api.snapshot_holders_gone(
+        context, {row.host for row in snapshots if row.host}
+    )
 
 
 def _server_names(context, snapshots):
@@ -149,6 +162,8 @@ class SnapshotController:
             marker=marker,
         )
         names = _server_names(context, snapshots)
+        gone = _holders_gone(context, snapshots)
+        version = microversion.get(req)
         # Asked once per owning project, not once per row.
         detail = functools.cache(
             lambda project_id: authz.sees_error_detail(context, project_id)
@@ -161,6 +176,8 @@ class SnapshotController:
                         row,
                         names.get(row.instance_uuid),
                         error_detail=detail(row.project_id),
+                        holder_gone=row.host in gone,
+                        version=version,
                     )
                     for row in snapshots
                 ],
@@ -183,6 +200,8 @@ class SnapshotController:
                     error_detail=authz.sees_error_detail(
                         context, snapshot.project_id
                     ),
+                    holder_gone=bool(_holders_gone(context, [snapshot])),
+                    version=microversion.get(req),
                 )
             },
         )
@@ -279,15 +298,22 @@ class SnapshotController:
                 reason=f"it is {snapshot.status}; only available and "
                 "error snapshots can be deleted",
             )
-        # The snapshot's storage is on the host Snapmanager last recorded
-        # for the server (from Nova's record, whenever a policy is set or
-        # a snapshot taken); that also holds for a server Nova has since
-        # deleted, which Nova could no longer place anywhere.
+        # A file-backed snapshot's storage is in its holder's store,
+        # wherever the server went since; any other is reached from the
+        # host Snapmanager last recorded for the server (from Nova's
+        # record, whenever a policy is set or a snapshot taken), which
+        # also holds for a server Nova has since deleted.
         instance = db_api.instance_get(context, snapshot.instance_uuid)
-        if not instance.host:
+        holder = snapshot.host or instance.host
+        if not holder:
             raise exception.SnapshotNotDeletable(
                 snapshot_id=snapshot_id,
                 reason=f"no compute host is known for server {instance.uuid}",
+            )
+        if _holders_gone(context, [snapshot]):
+            raise exception.SnapshotNotDeletable(
+                snapshot_id=snapshot_id,
+                reason=_HOLDER_GONE,
             )
         previous = snapshot.status
         with db_api.context_manager.writer.using(context):
@@ -316,7 +342,7 @@ class SnapshotController:
             operation,
             lambda: self.compute_api.delete_snapshot(
                 context,
-                instance.host,
+                holder,
                 snapshot.id,
                 instance.uuid,
                 snapshot.backend,
@@ -340,6 +366,12 @@ class SnapshotController:
                 index=snapshot.snapshot_index,
                 instance_uuid=snapshot.instance_uuid,
                 reason=f"it is {snapshot.status}, not available",
+            )
+        if _holders_gone(context, [snapshot]):
+            raise exception.SnapshotNotRestorable(
+                index=snapshot.snapshot_index,
+                instance_uuid=snapshot.instance_uuid,
+                reason=_HOLDER_GONE,
             )
         if any(disk.get("kept") for disk in snapshot.disks or ()):
             # Marked by the conductor (conductor/inventory.py) when Nova

@@ -68,8 +68,11 @@ Size accounting
     ``size_bytes`` is the data the snapshot holds beyond the image's parent
     (the Glance base), from ``diff_iterate`` over whole RADOS objects, as
     ``rbd du`` reports with fast-diff; each disk's provisioned size is in
-    its entry. ``delete`` returns an estimate of the space it frees: the
-    objects changed both before and after the snapshot. librbd (Pacific)
+    its entry. It is not measured on the snapshot's path: :meth:`snapshot`
+    returns it as None and :meth:`measure` gives it afterwards (the
+    manager measures a batched snapshot once it has no other work).
+    ``delete`` returns an estimate of the space it frees: the objects
+    changed both before and after the snapshot. librbd (Pacific)
     diffs only from user-namespace snapshots, so group snapshots report 0.
 
 Nova's delete, rebuild and shelve-offload
@@ -147,8 +150,13 @@ class RbdBackend(base.Backend):
             return self._snapshot(instance, dom, disks, index, quiesce)
 
     def _snapshot(self, instance, dom, disks, index, quiesce):
-        states = [self._existing_image(instance, disk) for disk in disks]
-        pending = self._pending(instance.uuid, disks, states)
+        if len(disks) == 1:
+            result = self._snapshot_one(
+                instance, dom, disks[0], index, quiesce
+            )
+            if result is not None:
+                return result
+        states, pending = self._read_for_snapshot(instance, disks)
         if index in pending:
             states = self._clean_earlier_attempt(instance.uuid, disks, index)
         for state in states:
@@ -159,11 +167,12 @@ class RbdBackend(base.Backend):
         running = self._libvirt("domain state", dom.isActive)
         self._mark_pending(instance.uuid, disks, index)
         try:
-            kind, quiesced, pause = self._take(
+            kind, quiesced, pause, created = self._take(
                 instance, dom, disks, index, quiesce, running
             )
             entries = [
-                self._entry(instance.uuid, disk, index) for disk in disks
+                self._entry(instance.uuid, disk, index, created)
+                for disk in disks
             ]
         except BaseException as exc:
             # Nothing half made may stay: a snapshot that failed is gone.
@@ -182,10 +191,96 @@ class RbdBackend(base.Backend):
         )
         return base.SnapshotResult(
             disks=entries,
-            size_bytes=sum(entry["used_bytes"] for entry in entries),
+            # Measured later, off the snapshot's path (:meth:`measure`).
+            size_bytes=None,
             quiesced=quiesced,
             pause_seconds=pause,
         )
+
+    def _snapshot_one(self, instance, dom, disk, index, quiesce):
+        """A one-disk instance's snapshot with one open of its image: the
+        checks the general path makes before the intent (index not in
+        use, no older agent's mark) are made in the open that takes the
+        snapshot, after the intent, and a snapshot that cannot be taken
+        there takes the intent back unchanged. None: left to the general
+        path (an earlier attempt at ``index`` to clean up first)."""
+        uuid = instance.uuid
+        if index in self._intents(disk.pool, uuid):
+            return None
+        self._mark_pending(uuid, [disk], index)
+        try:
+            started = time.monotonic()
+            with guest.frozen(
+                dom, uuid, quiesce, CONF.compute.call_timeout
+            ) as quiesced:
+                refused, created = self._ceph(
+                    f"snapshot {disk.pool}/{disk.image}@"
+                    f"{self.names.snapshot(index)}",
+                    rbd_images.snapshot_checked,
+                    self._client.ioctx(disk.pool),
+                    disk.image,
+                    self.names,
+                    self.names.group(uuid),
+                    index,
+                )
+                if created is not None:
+                    _test_crash_point("image-snapshotted")
+            pause = time.monotonic() - started if quiesced else 0.0
+        except BaseException as exc:
+            self._discard_after_failure(uuid, [disk], index, exc)
+            raise
+        if refused is not None:
+            # Nothing was made: the intent goes as it came.
+            self._forget_intent(disk.pool, uuid, index)
+            if refused == rbd_images.IN_USE:
+                raise exception.SnapshotIndexInUse(
+                    instance_uuid=uuid, index=index
+                )
+            if refused == rbd_images.MISSING:
+                raise exception.UnsupportedDisks(
+                    instance_uuid=uuid,
+                    reason=f"RBD image {disk.pool}/{disk.image} does not "
+                    "exist",
+                )
+            return None  # an older agent's mark: the general path
+        # Last: until the intent goes, recovery would discard the
+        # snapshot and listings do not count it.
+        self._clear_pending(uuid, [disk], index)
+        return base.SnapshotResult(
+            disks=[self._entry(uuid, disk, index, {disk.image: created})],
+            size_bytes=None,
+            quiesced=quiesced,
+            pause_seconds=pause,
+        )
+
+    def _read_for_snapshot(self, instance, disks):
+        """(each disk's ImageState, the indexes being taken): one bounded
+        call per pool, reading the images and the intent object."""
+        by_image = {}
+        pending = set()
+        for pool in sorted({disk.pool for disk in disks}):
+            names = [disk.image for disk in disks if disk.pool == pool]
+            states, keys = self._ceph(
+                f"read images of {instance.uuid} in {pool}",
+                rbd_images.read_images,
+                self._client.ioctx(pool),
+                pool,
+                self.names,
+                names,
+                self.names.group(instance.uuid),
+                self.names.intent_object(instance.uuid),
+            )
+            for name, state in zip(names, states, strict=True):
+                if state is None:
+                    raise exception.UnsupportedDisks(
+                        instance_uuid=instance.uuid,
+                        reason=f"RBD image {pool}/{name} does not exist",
+                    )
+                by_image[(pool, name)] = state
+                pending |= state.pending
+            pending |= {self.names.parse_pending_key(key) for key in keys}
+        states = [by_image[(disk.pool, disk.image)] for disk in disks]
+        return states, pending - {None}
 
     def _take(self, instance, dom, disks, index, quiesce, running):
         name = self.names.snapshot(index)
@@ -193,22 +288,25 @@ class RbdBackend(base.Backend):
         with guest.frozen(
             dom, instance.uuid, quiesce, CONF.compute.call_timeout
         ) as quiesced:
+            created = {}
             if quiesced or not running or len(disks) == 1:
                 kind = KIND_USER
                 for disk in disks:
-                    with self._client.image(disk.pool, disk.image) as image:
-                        self._ceph(
-                            f"snapshot {disk.pool}/{disk.image}@{name}",
-                            image.create_snap,
-                            name,
-                        )
+                    # One read-write open for the snapshot, in one call.
+                    created[disk.image] = self._ceph(
+                        f"snapshot {disk.pool}/{disk.image}@{name}",
+                        rbd_images.snapshot_image,
+                        self._client.ioctx(disk.pool),
+                        disk.image,
+                        name,
+                    )
                     _test_crash_point("image-snapshotted")
             else:
                 kind = KIND_GROUP
                 self._group_snapshot(instance.uuid, disks, name)
         # Freeze to thaw, both calls included: what the guest's I/O felt.
         pause = time.monotonic() - started if quiesced else 0.0
-        return kind, quiesced, pause
+        return kind, quiesced, pause, created
 
     def _group_snapshot(self, instance_uuid, disks, name):
         pool = disks[0].pool
@@ -260,37 +358,80 @@ class RbdBackend(base.Backend):
         finally:
             self._leave_group(pool, instance_uuid)
 
-    def _entry(self, instance_uuid, disk, index):
-        """The JSON-able record of one disk's part of snapshot ``index``."""
-        state = self._read_image(instance_uuid, disk.pool, disk.image)
-        snap = state.snap(index) if state else None
-        if snap is None:
-            raise exception.BackendError(
-                operation=f"snapshot {disk.pool}/{disk.image}",
-                origin="rbd",
-                origin_code=None,
-                detail=f"snapshot {index} missing right after creation",
-            )
-        ioctx = self._client.ioctx(disk.pool)
-        size, used = self._client.data_call(
-            f"measure {disk.pool}/{disk.image}@{snap.name}",
-            rbd_images.measure,
-            ioctx,
-            disk.image,
-            snap.id,
-        )
+    def _entry(self, instance_uuid, disk, index, created):
+        """The JSON-able record of one disk's part of snapshot ``index``.
+
+        ``created``: {image: (snapshot id, size)} of the plain snapshots
+        just made; a group snapshot's part is read back from the image.
+        ``used_bytes`` is None until :meth:`measure`.
+        """
+        if disk.image in created:
+            _snap_id, size = created[disk.image]
+            kind = KIND_USER
+        else:
+            state = self._read_image(instance_uuid, disk.pool, disk.image)
+            snap = state.snap(index) if state else None
+            if snap is None:
+                raise exception.BackendError(
+                    operation=f"snapshot {disk.pool}/{disk.image}",
+                    origin="rbd",
+                    origin_code=None,
+                    detail=f"snapshot {index} missing right after creation",
+                )
+            size, kind = state.size, snap.kind
         entry = {
             "target": disk.target,
             "pool": disk.pool,
             "image": disk.image,
             "snapshot": self.names.snapshot(index),
-            "kind": snap.kind,
+            "kind": kind,
             "size": size,
-            "used_bytes": used,
+            "used_bytes": None,
         }
-        if snap.kind == KIND_GROUP:
+        if kind == KIND_GROUP:
             entry["group"] = self.names.group(instance_uuid)
         return entry
+
+    def measure(self, instance_uuid, index, disks):
+        """(``disks`` with each entry's ``used_bytes``, their sum) of a
+        snapshot already reported: the data it holds beyond the image's
+        parent, by ``diff_iterate`` over whole objects (fast-diff reads
+        the object map). Done after the snapshot is reported, so that
+        walking an image never delays taking the next snapshot.
+        """
+        measured = []
+        with calls.scope(instance_uuid):
+            for entry in disks:
+                if entry["kind"] == KIND_USER:
+                    # Opened at the snapshot by its name: one open.
+                    _size, used = self._client.data_call(
+                        f"measure {entry['pool']}/{entry['image']}@"
+                        f"{entry['snapshot']}",
+                        rbd_images.measure_snapshot,
+                        self._client.ioctx(entry["pool"]),
+                        entry["image"],
+                        entry["snapshot"],
+                    )
+                    measured.append(dict(entry, used_bytes=used))
+                    continue
+                state = self._read_image(
+                    instance_uuid, entry["pool"], entry["image"]
+                )
+                snap = state.snap(index) if state else None
+                if snap is None:
+                    # Deleted meanwhile: nothing left to measure.
+                    raise exception.SnapshotNotFound(
+                        snapshot_id=f"{index} of {instance_uuid}"
+                    )
+                _size, used = self._client.data_call(
+                    f"measure {entry['pool']}/{entry['image']}@{snap.name}",
+                    rbd_images.measure,
+                    self._client.ioctx(entry["pool"]),
+                    entry["image"],
+                    snap.id,
+                )
+                measured.append(dict(entry, used_bytes=used))
+        return measured, sum(entry["used_bytes"] for entry in measured)
 
     # Restore
 

@@ -73,30 +73,8 @@ def read_image(ioctx, pool, name, names, group_name):
     except rbd.ImageNotFound:
         return None
     try:
-        snaps = []
-        for entry in image.list_snaps():
-            namespace = entry.get("namespace", NS_USER)
-            index = kind = None
-            if namespace == NS_USER:
-                index = names.parse_snapshot(entry["name"])
-                kind = KIND_USER
-            elif namespace == NS_GROUP:
-                group = entry.get("group") or {}
-                if group.get("name") == group_name:
-                    index = names.parse_snapshot(group.get("snap_name", ""))
-                    kind = KIND_GROUP
-            snaps.append(
-                Snap(
-                    id=entry["id"],
-                    name=entry["name"],
-                    namespace=namespace,
-                    index=index,
-                    kind=kind if index is not None else None,
-                )
-            )
-        pending = {
-            names.parse_pending_key(key) for key, _ in image.metadata_list()
-        }
+        snaps = _snaps(image, names, group_name)
+        pending = _pending_marks(image, names)
         stat = image.stat()
     finally:
         image.close()
@@ -110,6 +88,130 @@ def read_image(ioctx, pool, name, names, group_name):
     )
 
 
+def read_images(ioctx, pool, names, image_names, group_name, intent):
+    """(states of ``image_names``, the intent object's keys): what a
+    snapshot checks first, in one bounded call. A state is None for an
+    image that does not exist."""
+    states = [
+        read_image(ioctx, pool, name, names, group_name)
+        for name in image_names
+    ]
+    return states, set(intent_read(ioctx, intent))
+
+
+def snapshot_image(ioctx, name, snap_name):
+    """Create ``snap_name`` on the image in one read-write open; its
+    (snapshot id, provisioned size).
+
+    The open and the close happen in the same call, so a handle never
+    outlives it, even when the caller gave up waiting (the watch it
+    holds would make Nova's removal of the image fail).
+    """
+    import rbd
+
+    image = rbd.Image(ioctx, name)
+    try:
+        image.create_snap(snap_name)
+        return image.snap_get_id(snap_name), image.size()
+    finally:
+        image.close()
+
+
+def _snaps(image, names, group_name):
+    """Every snapshot of an open image, ours identified."""
+    snaps = []
+    for entry in image.list_snaps():
+        namespace = entry.get("namespace", NS_USER)
+        index = kind = None
+        if namespace == NS_USER:
+            index = names.parse_snapshot(entry["name"])
+            kind = KIND_USER
+        elif namespace == NS_GROUP:
+            group = entry.get("group") or {}
+            if group.get("name") == group_name:
+                index = names.parse_snapshot(group.get("snap_name", ""))
+                kind = KIND_GROUP
+        snaps.append(
+            Snap(
+                id=entry["id"],
+                name=entry["name"],
+                namespace=namespace,
+                index=index,
+                kind=kind if index is not None else None,
+            )
+        )
+    return snaps
+
+
+def _pending_marks(image, names):
+    """Indexes an older agent marked as being taken in the image's
+    metadata."""
+    marks = {names.parse_pending_key(key) for key, _ in image.metadata_list()}
+    return marks - {None}
+
+
+# What snapshot_checked found instead of making the snapshot.
+MISSING = "missing"  # no such image
+IN_USE = "in use"  # the index is taken (a plain or a group snapshot)
+MARKED = "marked"  # an older agent's mark says the index is being taken
+
+
+def snapshot_checked(ioctx, name, names, group_name, index):
+    """Snapshot ``index`` of the image, checked and made in its one
+    read-write open: ``(None, (snapshot id, provisioned size))``, or
+    ``(reason, None)`` (:data:`MISSING`, :data:`IN_USE`, :data:`MARKED`)
+    when it was not made. The checks are :func:`read_image`'s, without
+    an open of their own."""
+    import rbd
+
+    try:
+        image = rbd.Image(ioctx, name)
+    except rbd.ImageNotFound:
+        return MISSING, None
+    try:
+        if any(
+            snap.index == index for snap in _snaps(image, names, group_name)
+        ):
+            return IN_USE, None
+        if index in _pending_marks(image, names):
+            return MARKED, None
+        # Not to be made once its caller has given up (it would be left
+        # behind with the intent already gone).
+        calls.check_deadline()
+        snap_name = names.snapshot(index)
+        image.create_snap(snap_name)
+        return None, (image.snap_get_id(snap_name), image.size())
+    finally:
+        image.close()
+
+
+def measure_snapshot(ioctx, name, snap_name):
+    """(provisioned size, used bytes) of a plain snapshot, opened at it."""
+    import rbd
+
+    image = rbd.Image(ioctx, name, snapshot=snap_name, read_only=True)
+    try:
+        return _used(image)
+    finally:
+        image.close()
+
+
+def _used(image):
+    size = image.size()
+    used = [0]
+
+    def count(offset, length, exists):
+        if exists:
+            used[0] += length
+
+    # Without the parent: the Glance base is shared by every instance
+    # booted from it and not part of what the snapshot holds.
+    image.diff_iterate(
+        0, size, None, count, include_parent=False, whole_object=True
+    )
+    return size, min(used[0], size)
+
+
 def measure(ioctx, name, snap_id):
     """(provisioned size, used bytes) of the image at a snapshot."""
     import rbd
@@ -117,21 +219,9 @@ def measure(ioctx, name, snap_id):
     image = rbd.Image(ioctx, name, read_only=True)
     try:
         image.set_snap_by_id(snap_id)
-        size = image.size()
-        used = [0]
-
-        def count(offset, length, exists):
-            if exists:
-                used[0] += length
-
-        # Without the parent: the Glance base is shared by every instance
-        # booted from it and not part of what the snapshot holds.
-        image.diff_iterate(
-            0, size, None, count, include_parent=False, whole_object=True
-        )
+        return _used(image)
     finally:
         image.close()
-    return size, min(used[0], size)
 
 
 def exclusive_bytes(ioctx, state, before, snap, after):

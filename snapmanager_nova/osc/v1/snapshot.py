@@ -25,8 +25,12 @@ SNAPSHOT_FIELDS = (
     "project_id",
     "schedule_id",
     "status",
+    # Why it is ``unavailable`` (its host is out of service for good).
+    "unavailable_reason",
     "window_start",
     "backend",
+    # Administrators only: the host whose store holds a file-backed one.
+    "host",
     "disks",
     "size_bytes",
     "quiesced",
@@ -65,6 +69,8 @@ LIST_COLUMNS = (
 LONG_COLUMNS = (
     "Schedule ID",
     "Backend",
+    # Blank for RBD snapshots and for callers not shown it.
+    "Host",
     "Completed At",
     "Expires At",
     "Error",

@@ -56,6 +56,8 @@ def one_call_thread(monkeypatch):
     it; everything queued has run when the test ends."""
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
     monkeypatch.setattr(calls, "_EXECUTOR", pool)
+    # librbd's calls have a pool of their own: the same one thread.
+    monkeypatch.setattr(calls, "_EXECUTORS", {calls.STORAGE: pool})
     yield pool
     pool.shutdown(wait=True)
 
@@ -157,12 +159,13 @@ def test_an_image_opened_after_its_deadline_is_closed_again(
 ):
     deadlines(call=3, copy=3)
     layout = rbd_instance()
-    gate = slow_calls(f"open image {layout.pool}/{layout.image()}")
+    # The snapshot's one call opens the image, snapshots it and closes
+    # it; it returns after the operation gave up on it.
+    gate = slow_calls(f"snapshot {layout.pool}/{layout.image()}@")
     with pytest.raises(exception.BackendTimeout):
         rbd_backend.snapshot(
             layout.instance(), helpers.FakeDomain(), 1, "skip"
         )
-    # librbd opens the image late: the operation gave up on it.
     gate.set()
     drained(one_call_thread)
     # No handle of ours stays open: it would keep a watch on the image,
@@ -233,18 +236,16 @@ def test_the_domain_lookup_has_a_deadline(
 
 
 class _HangsWhenFrozen(helpers.FakeDomain):
-    """A running domain whose libvirtd hangs from its second state
-    query on (the one the freeze makes)."""
+    """A running domain whose libvirtd hangs on every state query: for a
+    one-disk snapshot, the only one is the freeze's (whether there is a
+    guest to freeze)."""
 
     def __init__(self, gate):
         super().__init__(active=True)
         self.gate = gate
-        self.asked = 0
 
     def isActive(self):
-        self.asked += 1
-        if self.asked > 1:
-            self.gate.wait(WAIT)
+        self.gate.wait(WAIT)
         return True
 
 
@@ -283,7 +284,8 @@ def test_rollback_and_sizing_run_under_the_copy_deadline(
     helpers.write(ceph_client, layout.image(), 0, helpers.pattern("then"))
     then = helpers.checksum(ceph_client, layout.image())
     result = rbd_backend.snapshot(instance, dom, 1, "skip")
-    assert result.size_bytes == 4 * helpers.MiB
+    _disks, size = rbd_backend.measure(instance.uuid, 1, result.disks)
+    assert size == 4 * helpers.MiB
     helpers.write(ceph_client, layout.image(), 0, helpers.pattern("now"))
     rbd_backend.restore(instance, dom, 1, result.disks)
     assert helpers.checksum(ceph_client, layout.image()) == then

@@ -50,9 +50,14 @@ def test_shut_off_instance_gets_a_plain_snapshot_per_disk(
         assert entry["snapshot"] == "snapmanager-7"
         assert entry["kind"] == rbd_mod.KIND_USER
         assert entry["size"] == helpers.DISK_SIZE
+        # Measured later, off the snapshot's path.
+        assert entry["used_bytes"] is None
+    assert result.size_bytes is None
+    disks, size = rbd_backend.measure(layout.uuid, 7, result.disks)
+    for entry in disks:
         # Two 64 KiB writes, in two 4 MiB objects: counted whole.
         assert entry["used_bytes"] == 8 * MiB
-    assert result.size_bytes == 16 * MiB
+    assert size == 16 * MiB
     for image in layout.images:
         assert helpers.snapshots(ceph_client, image) == ["snapmanager-7"]
         assert helpers.metadata(ceph_client, image) == {}
@@ -346,7 +351,8 @@ def test_a_clone_of_a_glance_image_counts_only_its_own_data(
         )
         at_snapshot = helpers.checksum(ceph_client, image_name)
         # One object written by the guest; the base's are Glance's.
-        assert result.size_bytes == 4 * MiB
+        _disks, size = rbd_backend.measure(layout.uuid, 1, result.disks)
+        assert size == 4 * MiB
         helpers.write(ceph_client, image_name, 8 * MiB, b"x" * 4096)
         rbd_backend.restore(instance, helpers.FakeDomain(), 1, result.disks)
         assert helpers.checksum(ceph_client, image_name) == at_snapshot

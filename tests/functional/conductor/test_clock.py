@@ -8,6 +8,7 @@ tests/functional/test_conductor_service.py and the agent's tests.
 import datetime
 import threading
 
+import oslo_messaging as messaging
 import pytest
 
 from snapmanager_nova import conf as sm_conf
@@ -188,17 +189,93 @@ def test_deleted_instances_are_not_snapshotted(ctx):
     assert clock.tick(ctx) == []
 
 
-def test_batch_size_bounds_one_tick(ctx):
+@pytest.fixture
+def small_batches():
     CONF.set_override("claim_batch_size", 3, group="conductor")
+    yield
+    CONF.clear_override("claim_batch_size", group="conductor")
+
+
+def test_a_tick_claims_batch_after_batch_until_nothing_is_due(
+    ctx, small_batches
+):
+    for _ in range(7):
+        daily(ctx, enabled_instance(ctx), at(2026, 11, 22, 2, 0))
+    clock, compute = make_clock(at(2026, 11, 22, 2, 0))
+    # Three transactions of at most 3 claims: 3, 3 and 1 (not full).
+    assert len(clock.tick(ctx)) == 7
+    assert len(compute.casts) == 7
+    assert clock.tick(ctx) == []
+
+
+def test_a_tick_stops_claiming_once_its_time_slice_is_used(
+    ctx, small_batches, monkeypatch
+):
+    for _ in range(5):
+        daily(ctx, enabled_instance(ctx), at(2026, 11, 22, 2, 0))
+    # Every look at the clock finds a slice's worth of time gone.
+    seconds = iter(range(0, 10**6, CONF.conductor.claim_time_slice))
+    monkeypatch.setattr(clock_mod.time, "monotonic", lambda: next(seconds))
+    clock, _ = make_clock(at(2026, 11, 22, 2, 0))
+    assert len(clock.tick(ctx)) == 3
+    assert len(clock.tick(ctx)) == 2
+    assert clock.tick(ctx) == []
+
+
+class BatchingComputeAPI(RecordingComputeAPI):
+    """An agent API of RPC 1.1: records each create_snapshots message."""
+
+    def __init__(self, refuse=False):
+        super().__init__()
+        self.messages = []
+        self.refuse = refuse
+
+    def create_snapshots(self, context, host, snapshots):
+        if self.refuse:
+            raise messaging.MessagingException("the bus is down")
+        self.messages.append((host, [s["snapshot_id"] for s in snapshots]))
+
+
+def test_casts_go_to_each_host_in_batches(ctx):
+    CONF.set_override("cast_batch_size", 2, group="conductor")
     try:
-        for _ in range(5):
-            daily(ctx, enabled_instance(ctx), at(2026, 11, 22, 2, 0))
-        clock, _ = make_clock(at(2026, 11, 22, 2, 0))
-        assert len(clock.tick(ctx)) == 3
-        assert len(clock.tick(ctx)) == 2
-        assert clock.tick(ctx) == []
+        hosts = ["compute-1"] * 3 + ["compute-2"] * 2
+        for host in hosts:
+            daily(ctx, enabled_instance(ctx, host), at(2026, 11, 22, 2, 0))
+        compute = BatchingComputeAPI()
+        clock = clock_mod.ScheduleClock(
+            compute, now=lambda: at(2026, 11, 22, 2, 0)
+        )
+        dispatches = clock.tick(ctx)
     finally:
-        CONF.clear_override("claim_batch_size", group="conductor")
+        CONF.clear_override("cast_batch_size", group="conductor")
+    assert compute.casts == []  # no single casts
+    sizes = sorted((host, len(ids)) for host, ids in compute.messages)
+    assert sizes == [("compute-1", 1), ("compute-1", 2), ("compute-2", 2)]
+    sent = {i for _host, ids in compute.messages for i in ids}
+    assert sent == {dispatch.snapshot_id for dispatch in dispatches}
+    for host, ids in compute.messages:
+        for snapshot_id in ids:
+            snapshot = db_api.snapshot_get(ctx, snapshot_id)
+            assert db_api.instance_get(ctx, snapshot.instance_uuid).host == (
+                host
+            )
+
+
+def test_a_refused_batch_puts_its_snapshots_back_for_a_retry(ctx):
+    for _ in range(2):
+        daily(ctx, enabled_instance(ctx), at(2026, 11, 22, 2, 0))
+    compute = BatchingComputeAPI(refuse=True)
+    clock = clock_mod.ScheduleClock(
+        compute, now=lambda: at(2026, 11, 22, 2, 0)
+    )
+    dispatches = clock.tick(ctx)
+    assert len(dispatches) == 2
+    for dispatch in dispatches:
+        snapshot = db_api.snapshot_get(ctx, dispatch.snapshot_id)
+        assert snapshot.status == "creating"
+        assert snapshot.next_attempt_at is not None
+        assert "could not be sent to the agent on compute-1" in snapshot.error
 
 
 def test_concurrent_conductors_take_each_window_once(mariadb_database_url):

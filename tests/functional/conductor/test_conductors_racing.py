@@ -45,9 +45,12 @@ CAST_BEFORE_THE_KILL = 7
 OPERATION_TIMEOUT = 60
 CONDUCTOR_OPTIONS = {
     "tick_interval": "1",
-    # Two schedules per claim: the two conductors take turns at the
-    # window instead of one of them claiming it all in one tick.
+    # Two schedules per claim and one claim per tick: the two conductors
+    # take turns at the window instead of one of them claiming it all in
+    # one tick (a tick goes on claiming while more is due otherwise, and
+    # takes these 20 before the other ticks).
     "claim_batch_size": "2",
+    "claim_time_slice": "0",
     # Reconciliation as soon as the options allow.
     "operation_timeout": str(OPERATION_TIMEOUT),
     "reconcile_interval": "10",
@@ -315,6 +318,10 @@ def test_a_conductor_killed_while_casting_loses_and_duplicates_nothing(
             conductor=dict(
                 agent_host.sections["conductor"],
                 claim_batch_size=str(INSTANCES),
+                # One snapshot per message (create_snapshots of one):
+                # the kill falls between two messages to the agent, as
+                # it may between two batches of a larger window.
+                cast_batch_size="1",
             ),
         )
     )

@@ -189,6 +189,24 @@ def _walk(client, nova, ctx):
         size_bytes=10,
     )
     client.expect(200, "GET", f"/v1/snapshots/{snapshot_id}")
+    # 1.4: the holder's host for administrators, and a snapshot whose
+    # host is gone shown unavailable, with its reason.
+    v14 = {"headers": {microversion.HEADER: "snapmanager 1.4"}}
+    client.expect(200, "GET", "/v1/snapshots", **v14)
+    gone = db_api.snapshot_create(
+        ctx,
+        {
+            "instance_uuid": server.id,
+            "snapshot_index": 99,
+            "backend": "file",
+            "host": "retired-host",
+        },
+    )
+    db_api.snapshot_update_status(ctx, gone.id, "available")
+    client.expect(200, "GET", f"/v1/snapshots/{gone.id}", **v14)
+    client.expect(
+        200, "GET", f"/v1/snapshots/{gone.id}", who=fakes.ADMIN, **v14
+    )
     restore = client.expect(
         202,
         "POST",

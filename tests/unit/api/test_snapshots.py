@@ -332,3 +332,72 @@ def test_instance_row_for_snapshots_of_new_server(api, nova, ctx):
     record_instance(ctx, server, backend="rbd")
     resp = api.post(f"/v1/servers/{server.id}/snapshots")
     assert resp.json["snapshot"]["backend"] == "rbd"
+
+
+# Snapshots whose server moved, or whose host is gone (microversion 1.4)
+
+V14 = {"OpenStack-API-Version": "snapmanager 1.4"}
+
+
+def _held_by(ctx, server, host, alive=True):
+    snapshot = record_snapshot(ctx, server, host=host)
+    if alive:
+        db_api.service_heartbeat(ctx, db_api.COMPUTE_BINARY, host)
+    return snapshot
+
+
+def test_a_snapshot_whose_host_is_gone_is_shown_unavailable(api, nova, ctx):
+    server = nova.add(host="compute-9")
+    gone = _held_by(ctx, server, "compute-1", alive=False)
+    here = _held_by(ctx, server, "compute-9")
+    path = f"/v1/servers/{server.id}/snapshots"
+    listed = api.get(path, headers=V14).json["snapshots"]
+    assert [(s["id"], s["status"]) for s in listed] == [
+        (gone.id, "unavailable"),
+        (here.id, "available"),
+    ]
+    reason = listed[0]["unavailable_reason"]
+    assert "no longer in service" in reason
+    # Tenants are not told host names; administrators see the holder.
+    assert "compute-1" not in reason
+    assert "host" not in listed[0]
+    assert listed[1]["unavailable_reason"] is None
+    shown = api.get(f"/v1/snapshots/{gone.id}", who=fakes.ADMIN, headers=V14)
+    assert shown.json["snapshot"]["status"] == "unavailable"
+    assert shown.json["snapshot"]["host"] == "compute-1"
+    # Before 1.4, as stored: nothing new in the view.
+    old = api.get(f"/v1/snapshots/{gone.id}").json["snapshot"]
+    assert old["status"] == "available"
+    assert "unavailable_reason" not in old and "host" not in old
+    # Its agent reports in again: available, nothing having changed.
+    db_api.service_heartbeat(ctx, db_api.COMPUTE_BINARY, "compute-1")
+    again = api.get(f"/v1/snapshots/{gone.id}", headers=V14)
+    assert again.json["snapshot"]["status"] == "available"
+
+
+@pytest.mark.parametrize("action", ["delete", "restore"])
+def test_a_snapshot_whose_host_is_gone_is_neither_deleted_nor_restored(
+    api, nova, compute, ctx, unchanged, action
+):
+    snapshot = _held_by(ctx, nova.add(), "compute-1", alive=False)
+    with unchanged():
+        if action == "delete":
+            resp = api.delete(f"/v1/snapshots/{snapshot.id}")
+        else:
+            resp = api.post(
+                f"/v1/snapshots/{snapshot.id}/action", {"restore": {}}
+            )
+    assert resp.status_int == 409, resp.text
+    message = resp.json["error"]["message"]
+    assert "no longer in service" in message
+    assert "compute-1" not in message
+    assert compute.casts == []
+
+
+def test_a_file_snapshots_delete_goes_to_its_holder(api, nova, compute, ctx):
+    # The server moved to compute-9 after compute-7 took the snapshot.
+    snapshot = _held_by(ctx, nova.add(host="compute-9"), "compute-7")
+    resp = api.delete(f"/v1/snapshots/{snapshot.id}")
+    assert resp.status_int == 202, resp.text
+    ((method, kwargs),) = compute.casts
+    assert (method, kwargs["host"]) == ("delete_snapshot", "compute-7")

@@ -197,19 +197,14 @@ def test_worker_pool_is_bounded(agent, conn):
     assert backend.max_parallel <= CONF.compute.workers
 
 
-def test_snapshot_reports_progress_then_result(agent, conn):
+def test_snapshot_reports_its_result_and_nothing_else(agent, conn):
     mgr, _, conductor = agent
     instance_uuid = define(conn, start=True)
     mgr.create_snapshot(None, instance_uuid, "snap-1", 5, "prefer")
     wait_for(lambda: "snapshot_created" in conductor.methods())
-    assert conductor.methods() == [
-        "instance_progress",
-        "instance_progress",
-        "snapshot_created",
-    ]
-    assert conductor.calls[0][1] == (instance_uuid, False, 5)
-    assert conductor.calls[1][1] == (instance_uuid, True, 5)
-    result = conductor.calls[2][1][1]
+    # No progress casts: nothing reads what they recorded.
+    assert conductor.methods() == ["snapshot_created"]
+    result = conductor.calls[0][1][1]
     assert result["disks"] == [{"target": "vda"}]
     # Restore and delete are routed by it: the conductor records it.
     assert result["backend"] == "file"
@@ -372,3 +367,139 @@ def test_mixed_backends_are_refused(agent):
     )
     with pytest.raises(exception.UnsupportedDisks, match="mix"):
         mgr._backend_for(instance)
+
+
+# Batches (compute RPC 1.1, conductor RPC 1.2)
+
+
+class UnmeasuredBackend(SlowBackend):
+    """Reports snapshots without their size, measured on request (as the
+    RBD backend does)."""
+
+    def __init__(self):
+        super().__init__(delay=0.05)
+        self.measured = []
+
+    def snapshot(self, instance, dom, index, quiesce):
+        self._work(instance.uuid, ("snapshot", index))
+        return base.SnapshotResult(
+            disks=[{"target": "vda", "used_bytes": None}],
+            size_bytes=None,
+            quiesced=False,
+            pause_seconds=0.0,
+        )
+
+    def measure(self, instance_uuid, index, disks):
+        self.measured.append((instance_uuid, index))
+        return [dict(disks[0], used_bytes=4096)], 4096
+
+
+@pytest.fixture
+def unmeasured_agent(conn):
+    backend = UnmeasuredBackend()
+    conductor = RecordingConductor()
+    mgr = compute_manager.ComputeManager(
+        "host-1", {"file": backend}, conductor, connect=lambda: conn
+    )
+    yield mgr, backend, conductor
+    mgr.cleanup_host()
+
+
+def reported(conductor):
+    return [
+        report
+        for method, args, _kwargs in conductor.calls
+        if method == "snapshots_reported"
+        for report in args[0]
+    ]
+
+
+def test_a_batch_is_worked_and_reported_in_batches(unmeasured_agent, conn):
+    mgr, backend, conductor = unmeasured_agent
+    uuids = [define(conn, start=True) for _ in range(3)]
+    missing = str(uuid.uuid4())
+    mgr.create_snapshots(
+        None,
+        [
+            {
+                "instance_uuid": instance_uuid,
+                "snapshot_id": f"s{n}",
+                "index": n,
+                "quiesce": "prefer",
+            }
+            for n, instance_uuid in enumerate([*uuids, missing], 1)
+        ],
+    )
+    # Three results, a failure, and three sizes measured afterwards.
+    wait_for(lambda: len(reported(conductor)) == 7)
+    assert set(conductor.methods()) == {"snapshots_reported"}
+    reports = reported(conductor)
+    results = {r["snapshot_id"]: r["result"] for r in reports if "result" in r}
+    assert sorted(results) == ["s1", "s2", "s3"]
+    assert all(result["size_bytes"] is None for result in results.values())
+    (failure,) = [r for r in reports if "error" in r]
+    assert failure["snapshot_id"] == "s4" and missing in failure["error"]
+    sizes = {
+        r["snapshot_id"]: r["size_bytes"]
+        for r in reports
+        if "size_bytes" in r and "result" not in r
+    }
+    assert sizes == {"s1": 4096, "s2": 4096, "s3": 4096}
+    # Each size after its snapshot's result.
+    order = [(r["snapshot_id"], "result" in r) for r in reports]
+    for snapshot_id in sizes:
+        assert order.index((snapshot_id, True)) < order.index(
+            (snapshot_id, False)
+        )
+
+
+def test_a_single_cast_reports_the_size_with_the_result(
+    unmeasured_agent, conn
+):
+    mgr, backend, conductor = unmeasured_agent
+    instance_uuid = define(conn, start=True)
+    mgr.create_snapshot(None, instance_uuid, "snap-1", 2, "prefer")
+    wait_for(lambda: "snapshot_created" in conductor.methods())
+    result = conductor.calls[0][1][1]
+    assert result["size_bytes"] == 4096
+    assert result["disks"] == [{"target": "vda", "used_bytes": 4096}]
+    assert backend.measured == [(instance_uuid, 2)]
+
+
+def test_batched_reports_go_when_full_or_on_flush():
+    sent = []
+    reports = compute_manager.BatchedReports(
+        lambda context, batch: sent.append((context, batch)),
+        batch=2,
+        delay=3600,
+    )
+    for n in range(3):
+        reports.add("ctx", {"snapshot_id": n})
+    assert sent == [("ctx", [{"snapshot_id": 0}, {"snapshot_id": 1}])]
+    reports.flush()
+    assert sent[1] == ("ctx", [{"snapshot_id": 2}])
+    reports.flush()
+    assert len(sent) == 2  # nothing left: nothing sent
+
+
+def test_batched_reports_do_not_wait_for_a_full_batch():
+    sent = threading.Event()
+    reports = compute_manager.BatchedReports(
+        lambda context, batch: sent.set(), batch=100, delay=0.01
+    )
+    reports.add(None, {"snapshot_id": 1})
+    assert sent.wait(10)
+
+
+def test_the_last_expected_outcome_goes_at_once():
+    sent = []
+    reports = compute_manager.BatchedReports(
+        lambda context, batch: sent.append(batch), batch=100, delay=3600
+    )
+    reports.expect(2)
+    reports.add(None, {"snapshot_id": 1}, outcome=True)
+    assert sent == []
+    reports.add(None, {"snapshot_id": 1, "size_bytes": 4096})
+    assert sent == []  # a size is no outcome
+    reports.add(None, {"snapshot_id": 2}, outcome=True)
+    assert [len(batch) for batch in sent] == [3]

@@ -222,3 +222,50 @@ def test_endpoint_survives_a_failing_handler():
         {}, "nova-compute:h", "instance.lock", payload(), {"timestamp": ""}
     )
     assert result == "handled"
+
+
+def test_a_live_migration_follows_the_destination_not_the_source(ctx):
+    """The source's ``live_migration_post.end`` comes last and still
+    names the source (and the migration's task): the row keeps the
+    destination's word, so nothing is sent to the host it left."""
+    instance = db_fixtures.make_instance(ctx, host="compute-1")
+    handle, _ = handler()
+    events = [
+        ("instance.live_migration_pre.end", "compute-1", "migrating"),
+        ("instance.live_migration_post_dest.end", "compute-2", None),
+        ("instance.live_migration_post.end", "compute-1", "migrating"),
+    ]
+    for seconds, (event_type, host, task_state) in enumerate(events):
+        action = notifications.classify(
+            event_type,
+            payload(instance.uuid, host=host, task_state=task_state),
+            publisher_id="nova-compute:" + host,
+        )
+        if action is not None:
+            handle.handle(
+                ctx, action, T0 + datetime.timedelta(seconds=seconds)
+            )
+    row = db_api.instance_get(ctx, instance.uuid)
+    assert (row.host, row.task_state) == ("compute-2", None)
+
+
+@pytest.mark.parametrize(
+    "event_type, host",
+    [
+        # Resize and cold migration: the destination finishes.
+        ("instance.resize_finish.end", "compute-2"),
+        # Revert: the source takes the server back.
+        ("instance.resize_revert.end", "compute-1"),
+        # Evacuation and unshelve end on their new host.
+        ("instance.rebuild.end", "compute-2"),
+        ("instance.unshelve.end", "compute-2"),
+    ],
+)
+def test_the_host_follows_the_end_of_each_move(ctx, event_type, host):
+    instance = db_fixtures.make_instance(ctx, host="compute-9")
+    handle, _ = handler()
+    action = notifications.classify(
+        event_type, payload(instance.uuid, host=host)
+    )
+    handle.handle(ctx, action, T0)
+    assert db_api.instance_get(ctx, instance.uuid).host == host

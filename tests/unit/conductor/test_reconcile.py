@@ -48,6 +48,24 @@ def test_plan_stuck(status, stored, expected):
     assert actions == ([reconcile.Action(expected, "s1")] if expected else [])
 
 
+@pytest.mark.parametrize(
+    ("holder", "expected"),
+    [
+        # Held where it was listed, or by the cluster: as listed.
+        ("compute-2", reconcile.MARK_DELETED),
+        (None, reconcile.MARK_DELETED),
+        # Held by the host the server left: asked there again.
+        ("compute-1", reconcile.DELETE_AGAIN),
+    ],
+)
+def test_a_deletion_held_elsewhere_is_asked_of_its_holder(holder, expected):
+    row = types.SimpleNamespace(
+        id="s1", status="deleting", snapshot_index=7, host=holder
+    )
+    actions = reconcile.plan_stuck([row], {3}, "compute-2")
+    assert actions == [reconcile.Action(expected, "s1")]
+
+
 def test_plan_stuck_keeps_the_order_and_each_row_on_its_own():
     rows = [
         types.SimpleNamespace(id=f"s{i}", status=status, snapshot_index=i)
@@ -322,3 +340,28 @@ def test_only_instances_that_can_have_snapshots_are_asked(
     # left; the one still keeping a snapshot, twice (stuck row, orphans).
     assert compute.listed == [keeping.uuid, keeping.uuid]
     assert never.uuid not in compute.listed
+
+
+def test_a_pass_asks_about_a_bounded_slice_and_the_next_goes_on(
+    ctx, reconciler, compute
+):
+    compute_fakes.agent_up(ctx)
+    uuids = []
+    for _ in range(5):
+        row = db_fixtures.make_instance(ctx, host="compute-1", backend="file")
+        db_api.instance_allocate_snapshot_index(ctx, row.uuid)
+        uuids.append(row.uuid)
+    CONF.set_override("reconcile_batch_size", 2, group="conductor")
+    try:
+        passes = []
+        for _ in range(4):
+            compute.listed.clear()
+            reconciler.run(ctx)
+            passes.append(list(compute.listed))
+    finally:
+        CONF.clear_override("reconcile_batch_size", group="conductor")
+    # Two a pass, in UUID order, then over again from the start: never
+    # more than the slice, and each instance once per round.
+    assert [len(listed) for listed in passes] == [2, 2, 1, 2]
+    assert passes[0] + passes[1] + passes[2] == sorted(uuids)
+    assert passes[3] == sorted(uuids)[:2]

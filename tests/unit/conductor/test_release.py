@@ -269,3 +269,54 @@ def test_an_agent_that_starts_has_pending_releases_tried_at_once(ctx):
     assert releaser.retry_due(ctx) == [instance.uuid]
     row = db_api.instance_get(ctx, instance.uuid)
     assert row.release_state == models.RELEASE_DONE
+
+
+def file_snapshots(ctx, server_host, holders):
+    """A file-backed server now on ``server_host`` with a snapshot held
+    by each of ``holders``."""
+    instance = db_fixtures.make_instance(ctx, host=server_host, backend="file")
+    snapshots = []
+    for holder in holders:
+        index = db_api.instance_allocate_snapshot_index(ctx, instance.uuid)
+        snapshot = db_fixtures.make_snapshot(
+            ctx, instance, snapshot_index=index
+        )
+        snapshots.append(
+            db_api.snapshot_update_status(
+                ctx,
+                snapshot.id,
+                "available",
+                backend="file",
+                host=holder,
+                disks=[{"target": "vda", "path": "/store/disk"}],
+            )
+        )
+    return db_api.instance_get(ctx, instance.uuid), snapshots
+
+
+def test_a_moved_servers_snapshots_are_deleted_by_their_holders(ctx):
+    instance, (old, new) = file_snapshots(
+        ctx, "compute-2", ["compute-1", "compute-2"]
+    )
+    for host in ("compute-1", "compute-2"):
+        db_api.service_heartbeat(ctx, "snapmanager-compute", host)
+    agents = Agents()
+    cleanup_of(agents, "compute-1", "compute-2").deleted(ctx, instance, NOW)
+    assert sorted(call for call in agents.calls if call[0] == "delete") == [
+        ("delete", "compute-1", "file", old.snapshot_index),
+        ("delete", "compute-2", "file", new.snapshot_index),
+    ]
+
+
+def test_snapshots_on_a_gone_host_are_kept_and_hold_the_release(ctx):
+    instance, (kept,) = file_snapshots(ctx, "compute-2", ["compute-1"])
+    db_api.service_heartbeat(ctx, "snapmanager-compute", "compute-2")
+    agents = Agents()
+    cleanup_of(agents, "compute-2").deleted(ctx, instance, NOW)
+    assert [call for call in agents.calls if call[0] == "delete"] == []
+    # Never marked deleted with its files still there.
+    assert db_api.snapshot_get(ctx, kept.id).status == "available"
+    row = db_api.instance_get(ctx, instance.uuid)
+    assert row.release_state == models.RELEASE_PENDING
+    assert "out of service" in row.release_error
+    assert kept.id in row.release_error

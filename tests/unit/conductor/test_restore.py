@@ -9,6 +9,7 @@ import datetime
 import types
 import uuid
 
+import oslo_messaging as messaging
 import pytest
 
 import snapmanager_nova.nova
@@ -123,15 +124,19 @@ def orchestrator(nova, host="conductor-1", now=NOW, clock=None):
     )
 
 
-def restore_request(ctx, nova, status="ACTIVE", locked_reason=None):
-    instance = db_fixtures.make_instance(ctx, host="compute-1")
+def restore_request(ctx, nova, status="ACTIVE", locked_reason=None, **held):
+    """A restore of an RBD snapshot; ``held``: backend="file" and the
+    ``host`` holding it, for a file-backed one."""
+    instance = db_fixtures.make_instance(
+        ctx, host="compute-1", backend=held.get("backend")
+    )
     index = db_api.instance_allocate_snapshot_index(ctx, instance.uuid)
     snapshot = db_fixtures.make_snapshot(ctx, instance, snapshot_index=index)
+    disk = {"target": "vda", "pool": "vms", "image": "x_disk"}
+    if held:
+        disk = {"target": "vda", "path": "/store/x/1/disk"}
     db_api.snapshot_update_status(
-        ctx,
-        snapshot.id,
-        "available",
-        disks=[{"target": "vda", "pool": "vms", "image": "x_disk"}],
+        ctx, snapshot.id, "available", disks=[disk], **held
     )
     nova.add(instance.uuid, status=status, locked_reason=locked_reason)
     return db_api.operation_create(
@@ -155,6 +160,7 @@ def test_steps_run_in_order_from_nothing():
         step = restore.next_step(step)
     assert names == [
         "locking server",
+        "copying snapshot",
         "stopping server",
         "restoring disks",
         "starting server",
@@ -483,3 +489,108 @@ def test_a_retry_runs_the_whole_restore_again(ctx, nova):
     assert (server.status, server.is_locked) == ("ACTIVE", False)
     assert db_api.operation_holding(ctx, failed.instance_uuid) is None
     assert db_api.operation_get(ctx, failed.id).state == "failed"
+
+
+# A file-backed snapshot whose server moved (conductor/holders.py)
+
+
+class TransferringAgents(RecordingAgents):
+    """Agents that hold snapshots in stores of their own."""
+
+    def __init__(self, fail_fetch=None):
+        super().__init__()
+        self.calls = []
+        self.fail_fetch = fail_fetch
+
+    def describe_snapshot_files(self, context, host, instance_uuid, index):
+        self.calls.append(("describe", host, index))
+        return {"address": host, "root": "/store", "files": ["listed"]}
+
+    def fetch_snapshot(
+        self, context, host, instance_uuid, index, source, timeout
+    ):
+        self.calls.append(("fetch", host, index, source["address"]))
+        if self.fail_fetch is not None:
+            raise self.fail_fetch
+        return 1024
+
+    def drop_snapshot_copy(self, context, host, instance_uuid, index, disks):
+        self.calls.append(("drop", host, index))
+
+
+def file_restore_request(ctx, nova, holder):
+    """A restore of a file-backed snapshot held by ``holder`` while the
+    server runs on nova.host ("compute-1")."""
+    return restore_request(ctx, nova, backend="file", host=holder)
+
+
+def transferring(nova, agents):
+    conductor = orchestrator(nova)
+    conductor.compute_api = agents
+    conductor.transfer.compute_api = agents
+    return conductor
+
+
+def test_a_moved_servers_snapshot_is_copied_then_restored(ctx, nova):
+    op = file_restore_request(ctx, nova, holder="compute-0")
+    db_api.service_heartbeat(ctx, "snapmanager-compute", "compute-0")
+    agents = TransferringAgents()
+    conductor = transferring(nova, agents)
+    assert conductor.poll(ctx) == [op.id]
+    # The holder says what to fetch, the server's host fetches it, the
+    # row follows, and only then is the old copy dropped.
+    assert agents.calls == [
+        ("describe", "compute-0", 1),
+        ("fetch", "compute-1", 1, "compute-0"),
+        ("drop", "compute-0", 1),
+    ]
+    assert db_api.snapshot_get(ctx, op.snapshot_id).host == "compute-1"
+    assert agents.restores == [("compute-1", op.id, "file", 1)]
+    assert db_api.operation_get(ctx, op.id).step == "restoring disks"
+
+
+def test_a_snapshot_held_where_the_server_runs_is_not_copied(ctx, nova):
+    op = file_restore_request(ctx, nova, holder="compute-1")
+    agents = TransferringAgents()
+    transferring(nova, agents).poll(ctx)
+    assert agents.calls == []
+    assert agents.restores == [("compute-1", op.id, "file", 1)]
+
+
+def test_a_shared_store_needs_no_copy(ctx, nova):
+    op = file_restore_request(ctx, nova, holder="compute-0")
+    agents = TransferringAgents()
+    CONF.set_override("snapshot_store_shared", True, group="compute")
+    try:
+        transferring(nova, agents).poll(ctx)
+    finally:
+        CONF.clear_override("snapshot_store_shared", group="compute")
+    assert agents.calls == []
+    assert agents.restores == [("compute-1", op.id, "file", 1)]
+    assert db_api.snapshot_get(ctx, op.snapshot_id).host == "compute-0"
+
+
+def test_a_failed_copy_fails_the_restore_before_the_stop(ctx, nova):
+    op = file_restore_request(ctx, nova, holder="compute-0")
+    db_api.service_heartbeat(ctx, "snapmanager-compute", "compute-0")
+    agents = TransferringAgents(fail_fetch=messaging.MessagingTimeout("t"))
+    transferring(nova, agents).poll(ctx)
+    row = db_api.operation_get(ctx, op.id)
+    assert (row.state, row.step) == ("failed", "copying snapshot")
+    assert "did not finish in time" in row.error
+    # The holder keeps it, and the server was never stopped.
+    assert db_api.snapshot_get(ctx, op.snapshot_id).host == "compute-0"
+    assert ("drop", "compute-0", 1) not in agents.calls
+    assert ("stop",) not in nova.calls
+    assert agents.restores == []
+
+
+def test_a_gone_holder_fails_the_restore_saying_so(ctx, nova):
+    op = file_restore_request(ctx, nova, holder="compute-0")
+    agents = TransferringAgents()
+    transferring(nova, agents).poll(ctx)
+    row = db_api.operation_get(ctx, op.id)
+    assert row.state == "failed"
+    assert "no longer in service" in row.error
+    assert agents.calls == []
+    assert db_api.snapshot_get(ctx, op.snapshot_id).status == "available"

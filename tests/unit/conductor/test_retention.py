@@ -290,6 +290,64 @@ def test_a_result_applies_retention_and_finishes_its_operation(
     assert [call[2] for call in compute.of("delete")] == [older.id]
 
 
+def test_batched_reports_are_each_recorded_and_retention_runs_once(
+    ctx, conductor, compute, instance, monkeypatch
+):
+    schedule = make_schedule(ctx, instance, keep_count=1)
+    older = snap(ctx, instance, schedule, day(19))
+    first = snap(ctx, instance, schedule, day(20), status="creating")
+    second = snap(ctx, instance, schedule, day(21), status="creating")
+    other = db_fixtures.make_instance(
+        ctx, host="compute-1", backend="file", snapshot_enabled=True
+    )
+    failing = snap(ctx, other, None, day(21), status="creating")
+    runs = []
+    after_success = conductor.retention.after_success
+    monkeypatch.setattr(
+        conductor.retention,
+        "after_success",
+        lambda context, row: (
+            runs.append(row.id) or after_success(context, row)
+        ),
+    )
+    result = dict(RESULT, size_bytes=None, quiesced=False, pause_seconds=0)
+    conductor.snapshots_reported(
+        ctx,
+        [
+            {"snapshot_id": first.id, "result": result},
+            {"snapshot_id": second.id, "result": result},
+            {"snapshot_id": failing.id, "error": "Disks unsupported: x"},
+            # Measured after the report.
+            {"snapshot_id": second.id, "size_bytes": 4096},
+        ],
+    )
+    assert statuses(ctx, [older, first, second, failing]) == [
+        "deleting",
+        "deleting",
+        "available",
+        "error",
+    ]
+    # Once for the instance and schedule, after the newest of the batch.
+    assert runs == [second.id]
+    assert db_api.snapshot_get(ctx, second.id).size_bytes == 4096
+    assert sorted(call[2] for call in compute.of("delete")) == sorted(
+        [older.id, first.id]
+    )
+
+
+def test_a_size_reported_first_is_not_overwritten(ctx, conductor, instance):
+    taking = snap(ctx, instance, None, day(21), status="creating")
+    conductor.snapshots_reported(
+        ctx, [{"snapshot_id": taking.id, "size_bytes": 8192}]
+    )
+    result = dict(RESULT, size_bytes=None, quiesced=False, pause_seconds=0)
+    conductor.snapshots_reported(
+        ctx, [{"snapshot_id": taking.id, "result": result}]
+    )
+    row = db_api.snapshot_get(ctx, taking.id)
+    assert (row.status, row.size_bytes) == ("available", 8192)
+
+
 @pytest.mark.parametrize("outcome", ["deleted", "failed"])
 def test_a_delete_result_finishes_its_operation(
     ctx, conductor, instance, outcome

@@ -22,6 +22,7 @@ def test_rules_are_the_apis():
 
 def test_statuses_and_states_are_the_apis():
     assert constants.SNAPSHOT_STATUSES == models.SNAPSHOT_STATUSES
+    assert constants.SNAPSHOT_UNAVAILABLE == models.SNAPSHOT_UNAVAILABLE
     assert constants.OPERATION_STATES == models.OPERATION_STATES
     assert set(constants.SNAPSHOT_CHANGING) <= set(models.SNAPSHOT_STATUSES)
     assert set(constants.OPERATION_FINISHED) <= set(models.OPERATION_STATES)

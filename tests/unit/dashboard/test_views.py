@@ -236,6 +236,31 @@ class InstancesPageTests(SnapmanagerTestCase):
             helpers.IsHttpRequest(), server.id
         )
 
+    @helpers.create_mocks({snapmanager: ["snapshot_list", "policy_get"]})
+    def test_an_unavailable_snapshot_says_why_and_offers_nothing(self):
+        server = self.server()
+        reason = "The compute host storing this snapshot is gone."
+        self.mock_snapshot_list.return_value = [
+            snapmanager.Snapshot(
+                fakes.snapshot(
+                    id="far", status="unavailable", unavailable_reason=reason
+                )
+            )
+        ]
+        self.mock_policy_get.return_value = snapmanager.Policy(fakes.policy())
+        tab = _snapshots_tab(self.request, server)
+        tab.load_table_data()
+        table = tab._tables["snapmanager_snapshots"]
+        (row,) = table.get_rows()
+        html = table.render()
+        assert "Unavailable" in html and reason in html
+        # Settled: the row does not keep refreshing.
+        assert row.status is False
+        # Neither restored nor deleted until its host is back.
+        (snapshot,) = table.data
+        for action in table.get_row_actions(snapshot):
+            assert action.name not in ("restore", "delete"), action.name
+
 
 class PolicyFormTests(SnapmanagerTestCase):
     @helpers.create_mocks(

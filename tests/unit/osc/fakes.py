@@ -63,8 +63,11 @@ def snapshot(status="available", **fields):
         "project_id": PROJECT_ID,
         "schedule_id": None,
         "status": status,
+        # Microversion 1.4, as lists and show ask for it.
+        "unavailable_reason": None,
         "window_start": "2026-03-28T12:00:00Z",
         "backend": "file",
+        "host": None,
         "disks": [{"target": "vda", "size": 1073741824}],
         "size_bytes": 1073741824,
         "quiesced": False,

@@ -64,9 +64,10 @@ def test_list_long_adds_columns(api):
     fakes.run(snapshot.ListSnapshot, app, "--long", "-f", "json")
 
     (row,) = json.loads(app.stdout.getvalue())
-    assert list(row)[-5:] == [
+    assert list(row)[-6:] == [
         "Schedule ID",
         "Backend",
+        "Host",
         "Completed At",
         "Expires At",
         "Error",
@@ -339,5 +340,32 @@ def test_show_table_has_a_line_per_disk(api):
     fakes.run(snapshot.ShowSnapshot, app, fakes.SNAPSHOT_ID)
 
     table = app.stdout.getvalue()
-    assert "| disks        | vda 1024 bytes " in table
-    assert "|              | vdb            " in table
+    # The field column is as wide as its longest name.
+    width = len("unavailable_reason")
+    assert f"| {'disks':{width}} | vda 1024 bytes " in table
+    assert f"| {'':{width}} | vdb            " in table
+
+
+def test_list_and_show_ask_for_the_unavailable_status(api):
+    client, transport = api
+    gone = fakes.snapshot(
+        "unavailable", unavailable_reason="The compute host is gone."
+    )
+    transport.answer("GET", "/v1/snapshots", 200, _page(gone))
+    transport.answer("GET", SNAPSHOT_PATH, 200, {"snapshot": gone})
+    app = fakes.make_app(client)
+
+    fakes.run(snapshot.ListSnapshot, app, "-f", "json")
+    fakes.run(snapshot.ShowSnapshot, app, fakes.SNAPSHOT_ID, "-f", "json")
+
+    assert [
+        r.headers.get("OpenStack-API-Version") for r in transport.sent
+    ] == [
+        "snapmanager 1.4",
+        "snapmanager 1.4",
+    ]
+    listed, shown = app.stdout.getvalue().split("\n]\n", 1)
+    assert json.loads(listed + "]")[0]["Status"] == "unavailable"
+    assert json.loads(shown)["unavailable_reason"] == (
+        "The compute host is gone."
+    )

@@ -182,6 +182,7 @@ STATUS_DISPLAY = (
     (constants.SNAPSHOT_ERROR, _("Error")),
     (constants.SNAPSHOT_DELETING, _("Deleting")),
     (constants.SNAPSHOT_DELETED, _("Deleted")),
+    (constants.SNAPSHOT_UNAVAILABLE, _("Unavailable")),
 )
 STATUS_CHOICES = (
     (constants.SNAPSHOT_CREATING, None),
@@ -189,6 +190,8 @@ STATUS_CHOICES = (
     (constants.SNAPSHOT_AVAILABLE, True),
     (constants.SNAPSHOT_DELETED, True),
     (constants.SNAPSHOT_ERROR, False),
+    # Settled until its host is back: the row stops refreshing.
+    (constants.SNAPSHOT_UNAVAILABLE, False),
 )
 
 
@@ -213,7 +216,10 @@ class SnapshotsTable(tables.DataTable):
     )
     taken_by = tables.Column(_taken_by, verbose_name=_("Schedule"))
     error = tables.Column(
-        lambda s: s.error or "", verbose_name=_("Error"), truncate=80
+        # Why it failed, or why it is unavailable.
+        lambda s: s.error or s._apidict.get("unavailable_reason") or "",
+        verbose_name=_("Error"),
+        truncate=80,
     )
 
     def get_full_url(self):
