@@ -622,7 +622,15 @@ class ComputeManager:
     def _instances(self):
         conn = self.libvirt.get()
         for dom in self._call("list domains", conn.listAllDomains, 0):
-            instance = self._describe(dom)
+            try:
+                instance = self._describe(dom)
+            except exception.BackendError as exc:
+                # Undefined between the listing and the read (Nova
+                # deleting or migrating it away): not on this host any
+                # more, so nothing of it is ours to recover here.
+                if exc.kwargs.get("origin_code") != libvirt.VIR_ERR_NO_DOMAIN:
+                    raise
+                continue
             yield instance, dom
 
     def _backend(self, name):

@@ -281,6 +281,41 @@ def test_init_host_recovers_and_reports(agent, conn):
     assert completed["result"]["quiesced"] is True
 
 
+class VanishingConnection:
+    """The real test driver, but Nova undefines ``gone`` right after the
+    agent lists the domains and before it reads their XML."""
+
+    def __init__(self, conn, gone):
+        self.conn, self.gone = conn, gone
+
+    def listAllDomains(self, flags):  # noqa: N802 (libvirt's name)
+        domains = self.conn.listAllDomains(flags)
+        self.conn.lookupByUUIDString(self.gone).undefine()
+        return domains
+
+    def __getattr__(self, name):
+        return getattr(self.conn, name)
+
+
+def test_init_host_skips_a_domain_undefined_while_it_starts(conn):
+    kept = define(conn)
+    gone = define(conn)
+    backend = SlowBackend()
+    conductor = RecordingConductor()
+    mgr = compute_manager.ComputeManager(
+        "host-1",
+        {"file": backend},
+        conductor,
+        connect=lambda: VanishingConnection(conn, gone),
+    )
+    try:
+        actions = mgr.init_host(None)
+    finally:
+        mgr.cleanup_host()
+    recovered = {a.instance_uuid for a in actions}
+    assert kept in recovered and gone not in recovered
+
+
 def test_a_failing_work_item_does_not_stall_the_queue():
     queues = compute_manager.InstanceQueues(2)
     done = threading.Event()
