@@ -5,7 +5,8 @@
 # Snapmanager's API, conductor and compute agent against it, and a demo
 # server; then print what to try. Safe to run again.
 #
-# Arguments go to `python3 tools/quickstart up` (--rbd, --kvm, --debug).
+# Arguments go to `python3 tools/quickstart up` (--rbd, --kvm, --debug,
+# --hosts 2 for a second compute host: tools/minicloud/README.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

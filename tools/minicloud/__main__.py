@@ -40,6 +40,14 @@ def main(argv=None):
     up.add_argument(
         "--debug", action="store_true", help="debug logging everywhere"
     )
+    up.add_argument(
+        "--hosts",
+        type=int,
+        choices=(1, 2),
+        help="compute hosts: 2 adds a second nova-compute with its own "
+        "libvirtd on this machine (see README); default: as running, "
+        "one on a new cloud",
+    )
     down = sub.add_parser("down", help="stop what `up` started")
     down.add_argument(
         "--purge",
@@ -53,9 +61,11 @@ def main(argv=None):
     mini = cloud.MiniCloud(args.dir)
     try:
         if args.command == "up":
-            info = mini.up(rbd=args.rbd, kvm=args.kvm, debug=args.debug)
+            info = mini.up(
+                rbd=args.rbd, kvm=args.kvm, debug=args.debug, hosts=args.hosts
+            )
             print(
-                "\nThe mini-cloud is up (%s disks, %s) on host %s.\n"
+                "\nThe mini-cloud is up (%s disks, %s) on %s.\n"
                 "  source %s   # then: openstack server list\n"
                 "  clouds: %s (password %r) in %s\n"
                 "  logs:   %s\n"
@@ -63,7 +73,7 @@ def main(argv=None):
                 % (
                     info["mode"],
                     info["virt_type"],
-                    info["host"],
+                    ", ".join(h["name"] for h in info["hosts"]),
                     info["openrc"]["demo"],
                     ", ".join(info["openrc"]),
                     info["password"],

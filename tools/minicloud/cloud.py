@@ -30,6 +30,7 @@ import time
 import uuid
 
 from . import config
+from . import hosts
 from . import rest
 
 TOP = pathlib.Path(__file__).resolve().parents[2]
@@ -340,6 +341,18 @@ class MiniCloud:
         self._render_nova(env, state, debug)
 
     def _render_nova(self, env, state, debug):
+        """nova.conf of host 1 (and of host 2 when it is set up)."""
+        sections = self._nova_sections(env, state, debug)
+        sections["libvirt"].update(hosts.migration_options(self.layout, 1))
+        config.write_ini(self.layout.conf("nova", "nova.conf"), sections)
+        if state.get("hosts", 1) > 1:
+            sections = self._nova_sections(env, state, debug)
+            config.write_ini(
+                hosts.nova_conf_path(self.layout),
+                hosts.nova_conf_host2(self.layout, sections),
+            )
+
+    def _nova_sections(self, env, state, debug):
         rbd = None
         if state["mode"] == "rbd":
             rbd = {
@@ -348,17 +361,14 @@ class MiniCloud:
                 "user": env["ceph"]["user"],
                 "secret_uuid": state["secret_uuid"],
             }
-        config.write_ini(
-            self.layout.conf("nova", "nova.conf"),
-            config.nova_conf(
-                self.layout,
-                host=state["host"],
-                transport_url=env["rabbitmq"]["transport_url"],
-                libvirt_uri=env["libvirt"]["uri"],
-                virt_type=state["virt_type"],
-                rbd=rbd,
-                debug=debug,
-            ),
+        return config.nova_conf(
+            self.layout,
+            host=state["host"],
+            transport_url=env["rabbitmq"]["transport_url"],
+            libvirt_uri=env["libvirt"]["uri"],
+            virt_type=state["virt_type"],
+            rbd=rbd,
+            debug=debug,
         )
 
     def _ceph_conf(self, ceph):
@@ -402,8 +412,12 @@ class MiniCloud:
                 "--config-file",
                 nova_db,
             ], {}
+        if name in hosts.SERVICES:
+            return self._host2_argv(state, name)
         if name == "nova-compute":
-            return [layout.bin(name), "--config-file", nova_conf], {}
+            return [layout.bin(name), "--config-file", nova_conf], {
+                "PATH": self._compute_path()
+            }
         if name == "ceph-mgr":
             ceph = state["foundation"]["ceph"]
             mgr_data = layout.data / "ceph-mgr"
@@ -934,9 +948,13 @@ secret.setValue(base64.b64decode(key))
         self._spawn(state, "nova-compute")
         return started
 
-    def _wait_compute(self, state, started, token):
+    def _wait_compute(self, state, started, token, host=None):
         """Until the compute host reports in after `started`, mapped."""
-        host = state["host"]
+        host = host or state["host"]
+        watch = [
+            "nova-compute" if host == state["host"] else "nova-compute-2",
+            "nova-conductor",
+        ]
 
         def reported():
             for service in rest.compute_services(token):
@@ -954,36 +972,230 @@ secret.setValue(base64.b64decode(key))
                     return True
             return False
 
-        if not state.get("discovered"):
+        # Each host is mapped to the cell once, when it first registers.
+        key = "discovered" if host == state["host"] else "discovered-2"
+        if not state.get(key):
             self._wait(
-                "the compute node's resource provider",
-                lambda: bool(rest.resource_providers(token)),
+                "the resource provider of %s" % host,
+                lambda: any(
+                    rp["name"] == host for rp in rest.resource_providers(token)
+                ),
                 state,
-                ["nova-compute", "nova-conductor"],
+                watch,
             )
             self._manage("nova-manage", "cell_v2", "discover_hosts")
-            state["discovered"] = True
+            state[key] = True
             self._save_state(state)
         self._wait(
-            "nova-compute on %s to report" % host,
-            reported,
-            state,
-            ["nova-compute", "nova-conductor"],
+            "nova-compute on %s to report" % host, reported, state, watch
         )
         self._say(
             "nova-compute on %s is up (%s, %s)"
             % (host, state["mode"], state["virt_type"])
         )
 
+    # -- the second compute host (see hosts.py) --------------------------
+
+    def _compute_path(self):
+        # Nova runs `ssh` and `scp` by name: the wrappers come first.
+        return "%s:%s:%s" % (
+            hosts.bin_dir(self.layout),
+            self.layout.venv / "bin",
+            os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+        )
+
+    def _host2_argv(self, state, name):
+        layout = self.layout
+        testenv = self._testenv()
+        if name == "sshd-1":
+            return hosts.sshd_argv(layout, 1), {}
+        if name == "sshd-2":
+            return hosts.in_host2(
+                layout, testenv, sys.executable, hosts.sshd_argv(layout, 2)
+            ), {}
+        if name == "libvirtd-2":
+            return hosts.libvirtd_argv(
+                layout, testenv, state, sys.executable
+            ), {}
+        return hosts.in_host2(
+            layout,
+            testenv,
+            sys.executable,
+            [
+                layout.bin("nova-compute"),
+                "--config-file",
+                hosts.nova_conf_path(layout),
+            ],
+        ), {"PATH": self._compute_path()}
+
+    def _libvirt2_answers(self):
+        return (
+            subprocess.run(
+                ["virsh", "-c", hosts.libvirt_uri(self.layout), "version"],
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                timeout=30,
+            ).returncode
+            == 0
+        )
+
+    def _ensure_host2(self, state, env, debug):
+        """Start what host 2 needs and is not running; returns when its
+        nova-compute reports. Host 1's nova-compute restarts once, the
+        first time, to take its migration settings."""
+        layout = self.layout
+        self._say("host 2: %s" % hosts.host2_name())
+        hosts.ssh_files(layout)
+        hosts.link_sockets(layout, env["libvirt"]["uri"])
+        confs = (
+            layout.conf("nova", "nova.conf"),
+            hosts.nova_conf_path(layout),
+        )
+        before = [p.read_text() if p.exists() else None for p in confs]
+        state["hosts"] = 2
+        self._render_nova(env, state, debug)
+        self._save_state(state)
+        changed = [
+            p.read_text() != old for p, old in zip(confs, before, strict=True)
+        ]
+        for name in ("sshd-1", "sshd-2"):
+            if not self._alive(state["processes"].get(name)):
+                self._spawn(state, name)
+        if not self._alive(state["processes"].get("libvirtd-2")):
+            # Its compute holds a connection to the daemon that is gone.
+            self._stop(state, ["nova-compute-2"])
+            self._spawn(state, "libvirtd-2")
+            self._wait(
+                "libvirtd of host 2",
+                self._libvirt2_answers,
+                state,
+                ["libvirtd-2"],
+            )
+        self._check_alive(state, ["sshd-1", "sshd-2"])
+        if state["mode"] == "rbd":
+            self._define_ceph_secret(
+                dict(env, libvirt={"uri": hosts.libvirt_uri(layout)}), state
+            )
+        token = self._admin_token()
+        if changed[0] and self._alive(state["processes"].get("nova-compute")):
+            self._say("restarting nova-compute of host 1: new configuration")
+            self._stop(state, ["nova-compute"])
+            started = time.time()
+            self._spawn(state, "nova-compute")
+            self._wait_compute(state, started, token)
+        if changed[1]:
+            self._stop(state, ["nova-compute-2"])
+        if not self._alive(state["processes"].get("nova-compute-2")):
+            started = time.time()
+            self._spawn(state, "nova-compute-2")
+            self._wait_compute(state, started, token, hosts.host2_name())
+        self._ensure_move_flavors(token)
+
+    def _ensure_move_flavors(self, token):
+        """The shared flavor keeps off host 2; the two-host tests' own."""
+        base = config.url("nova-api", "/v2.1/flavors")
+        existing = {
+            f["name"]: f["id"]
+            for f in rest.request("GET", base, None, token)[2]["flavors"]
+        }
+        wanted = {
+            config.FLAVOR_NAME: (
+                None,
+                {"trait:%s" % hosts.HOST2_TRAIT: "forbidden"},
+            ),
+            **hosts.MOVE_FLAVORS,
+        }
+        for name, (spec, extra) in wanted.items():
+            flavor_id = existing.get(name)
+            if flavor_id is None:
+                body = {"flavor": dict(spec, name=name)}
+                flavor_id = rest.request("POST", base, body, token)[2][
+                    "flavor"
+                ]["id"]
+            if extra:
+                rest.request(
+                    "POST",
+                    "%s/%s/os-extra_specs" % (base, flavor_id),
+                    {"extra_specs": extra},
+                    token,
+                )
+
+    def _remove_host2(self, state):
+        """Back to one host: host 2's services stop (its guests with its
+        libvirtd: move them first)."""
+        self._say("stopping host 2")
+        self._stop(state, list(reversed(hosts.SERVICES)))
+        state["hosts"] = 1
+        self._save_state(state)
+
+    def _purge_host2_guests(self):
+        state = self._load_state()
+        env = state.get("foundation", {})
+        if not self._alive(state.get("processes", {}).get("libvirtd-2")):
+            return
+        try:
+            self._remove_guests(
+                state,
+                dict(env, libvirt={"uri": hosts.libvirt_uri(self.layout)}),
+            )
+        except MiniCloudError as exc:
+            self._say("could not remove host 2's guests: %s" % exc)
+
+    def _hosts_info(self, state, env):
+        """What tests need to know of each compute host."""
+        layout = self.layout
+        info = [
+            {
+                "name": state["host"],
+                "address": hosts.ADDRESSES[1],
+                "libvirt_uri": env["libvirt"]["uri"],
+                "instances_path": str(layout.instances_path),
+                "instances_dir": str(layout.instances_path),
+                "nova_conf": str(layout.conf("nova", "nova.conf")),
+                "nova_compute": "nova-compute",
+                # How one host's processes reach another's (scp, rsync).
+                "ssh_config": str(hosts.ssh_dir(layout) / "ssh_config"),
+            }
+        ]
+        if state.get("hosts", 1) > 1:
+            info.append(
+                {
+                    "name": hosts.host2_name(),
+                    "address": hosts.ADDRESSES[2],
+                    "libvirt_uri": hosts.libvirt_uri(layout),
+                    # Nova's path, as host 2's processes see it...
+                    "instances_path": str(layout.instances_path),
+                    # ...and where those files are on this machine.
+                    "instances_dir": str(hosts.instances_dir(layout)),
+                    "nova_conf": str(hosts.nova_conf_path(layout)),
+                    "nova_compute": "nova-compute-2",
+                    "ssh_config": str(hosts.ssh_dir(layout) / "ssh_config"),
+                }
+            )
+        return info
+
     # -- the public operations -----------------------------------------
 
-    def up(self, rbd=False, kvm=False, env=None, debug=False):
+    def up(self, rbd=False, kvm=False, env=None, debug=False, hosts=None):
         """Bring the cloud up (or switch its disk mode); returns its info.
 
         Idempotent: services that already run in the wanted mode are left
         alone; a cloud running in the other disk mode only restarts
-        nova-compute.
+        nova-compute. `hosts` (1 or 2) sets the number of compute hosts;
+        None keeps what runs (one host on a new cloud), so that callers
+        that know nothing of a second host leave it alone.
         """
+        state, env = self._up(rbd, kvm, env, debug)
+        wanted = hosts or state.get("hosts", 1)
+        if wanted not in (1, 2):
+            raise MiniCloudError("--hosts must be 1 or 2, not %r" % hosts)
+        if wanted == 2:
+            self._ensure_host2(state, env, debug)
+        elif state.get("hosts", 1) > 1:
+            self._remove_host2(state)
+        return self._write_info(state, env)
+
+    def _up(self, rbd, kvm, env, debug):
         self._t0 = time.monotonic()
         self.install()
         env = self.foundation(rbd, env)
@@ -1021,11 +1233,14 @@ secret.setValue(base64.b64decode(key))
                 if mode == "rbd":
                     self._ensure_ceph_mgr(state, env)
                 self._say("already up")
-                return self._write_info(state, env)
-            return self._switch_compute(state, env, mode, virt_type, debug)
+                return state, env
+            self._switch_compute(state, env, mode, virt_type, debug)
+            return state, env
         if running:
             self._say("restarting: %s" % ", ".join(sorted(running)))
-            self._stop(state, list(reversed(SERVICES)))
+            # Host 2's compute talks to the services restarted here; its
+            # libvirtd and guests stay.
+            self._stop(state, ["nova-compute-2", *reversed(SERVICES)])
 
         state.update(
             fingerprint=fingerprint,
@@ -1042,8 +1257,14 @@ secret.setValue(base64.b64decode(key))
         if provision:
             self._say("provisioning databases and keys")
             self._remove_guests(state, env)
+            self._purge_host2_guests()
             self._wipe_data()
-            for key in ("provisioned", "discovered", "projects"):
+            for key in (
+                "provisioned",
+                "discovered",
+                "discovered-2",
+                "projects",
+            ):
                 state.pop(key, None)
         self._render(env, state, debug)
         for sub in (
@@ -1062,7 +1283,7 @@ secret.setValue(base64.b64decode(key))
             self._say("failed: stopping what started")
             self._stop(state, list(reversed(SERVICES)))
             raise
-        return self._write_info(state, env)
+        return state, env
 
     def _start_all(self, state, env, provision):
         self._spawn(state, "network")
@@ -1112,7 +1333,7 @@ secret.setValue(base64.b64decode(key))
             "restarting nova-compute: %s/%s to %s/%s"
             % (state["mode"], state["virt_type"], mode, virt_type)
         )
-        self._stop(state, ["nova-compute"])
+        self._stop(state, ["nova-compute", "nova-compute-2"])
         state.update(mode=mode, virt_type=virt_type)
         self._render_nova(env, state, debug)
         self._save_state(state)
@@ -1122,7 +1343,7 @@ secret.setValue(base64.b64decode(key))
         except BaseException:
             self._stop(state, ["nova-compute"])
             raise
-        return self._write_info(state, env)
+        # Host 2, if any, follows: _ensure_host2 starts its compute.
 
     def _wipe_data(self):
         for path in (
@@ -1139,12 +1360,20 @@ secret.setValue(base64.b64decode(key))
         state.setdefault("processes", {})
         running = self._running(state)
         self._stop(state, list(reversed(names)))
-        self._say("stopped %s" % (", ".join(sorted(running)) or "nothing"))
+        stopped = running & set(names)
+        self._say("stopped %s" % (", ".join(sorted(stopped)) or "nothing"))
         return state
+
+    def stop(self, names):
+        """Stop some services only: the tests take a host down this way
+        (`up` starts them again)."""
+        self._stop_services(list(names))
 
     def down(self, purge=False):
         """Stop what `up` started; with `purge`, remove everything."""
-        state = self._stop_services(SERVICES)
+        if purge:
+            self._purge_host2_guests()
+        state = self._stop_services(SERVICES + hosts.SERVICES)
         if not purge:
             return
         env = state.get("foundation", {})
@@ -1173,12 +1402,16 @@ secret.setValue(base64.b64decode(key))
 
     def status(self):
         state = self._load_state()
-        processes = self._processes_status(state, SERVICES)
+        names = SERVICES
+        if state.get("hosts", 1) > 1:
+            names += hosts.SERVICES
+        processes = self._processes_status(state, names)
         return {
             "dir": str(self.layout.root),
             "mode": state.get("mode"),
             "virt_type": state.get("virt_type"),
             "host": state.get("host"),
+            "hosts": state.get("hosts", 1),
             "processes": processes,
             "clouds_yaml": str(self.layout.clouds_yaml),
         }
@@ -1215,8 +1448,9 @@ secret.setValue(base64.b64decode(key))
             "nova_conf": str(layout.conf("nova", "nova.conf")),
             "logs": {
                 name: str(self.log_path(name))
-                for name in SERVICES + ("setup",)
+                for name in SERVICES + hosts.SERVICES + ("setup",)
             },
+            "hosts": self._hosts_info(state, env),
         }
         tmp = layout.info_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(info, indent=2, sort_keys=True))

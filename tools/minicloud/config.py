@@ -299,6 +299,11 @@ def nova_conf(
             # No ports to heal: the network endpoint is a stand-in.
             "heal_instance_info_cache_interval": -1,
             "allow_resize_to_same_host": True,
+            # The guests sit in their firmware and use next to no CPU:
+            # room for the servers of several test runs at once (and of
+            # a resize, which holds both flavors) on a 2-core machine,
+            # where Nova's default ratio of 4 allows 8 vCPUs.
+            "cpu_allocation_ratio": 16.0,
             # Tests stop the services often; nothing must outlive them.
             "graceful_shutdown_timeout": 5,
             "manager_shutdown_timeout": 0,

@@ -60,7 +60,9 @@ Project > Compute > Snapshot Policies lists every server's policy.
 def _up(args, cloud, snapmanager):
     # Before the switch: the old mode's compute host removes its disks.
     demo.retire(snapmanager, cloud.status(), "rbd" if args.rbd else "file")
-    info = cloud.up(rbd=args.rbd, kvm=args.kvm, debug=args.debug)
+    info = cloud.up(
+        rbd=args.rbd, kvm=args.kvm, debug=args.debug, hosts=args.hosts
+    )
     snapmanager.install()
     env = cloud.foundation(args.rbd)
     stack_info = snapmanager.up(info, env, debug=args.debug)
@@ -141,6 +143,15 @@ def main(argv=None):
     )
     up.add_argument(
         "--debug", action="store_true", help="debug logging everywhere"
+    )
+    up.add_argument(
+        "--hosts",
+        type=int,
+        choices=(1, 2),
+        help="compute hosts of the mini-cloud: 2 adds a second "
+        "nova-compute, libvirtd and snapmanager-compute on this machine "
+        "(tools/minicloud/README.md); default: as running, one on a new "
+        "cloud",
     )
     down = sub.add_parser(
         "down", help="stop Snapmanager's services and the mini-cloud"

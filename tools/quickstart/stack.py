@@ -24,6 +24,8 @@ waits that fail as soon as a watched process dies): `Stack` reuses
 mini-cloud's, and its own services.
 """
 
+import configparser
+import io
 import json
 import os
 import pathlib
@@ -49,6 +51,8 @@ API_URL = "http://%s:%d" % (API_HOST, API_PORT)
 # Start order; `down` stops them in reverse. The compute agent's heartbeat
 # goes through the conductor, so the conductor comes first.
 SERVICES = ("snapmanager-conductor", "snapmanager-compute", "snapmanager-api")
+# The compute agent of the mini-cloud's second host (`--hosts 2`).
+COMPUTE_2 = "snapmanager-compute-2"
 HEARTBEATS = ("snapmanager-conductor", "snapmanager-compute")
 
 # On the test environment's MariaDB, beside the mini-cloud's databases.
@@ -155,6 +159,11 @@ class Stack(minicloud.cloud.MiniCloud):
         return self.layout.root / "snapmanager.conf"
 
     @property
+    def conf_2_path(self):
+        """snapmanager.conf of host 2's compute agent."""
+        return self.layout.root / "snapmanager-2.conf"
+
+    @property
     def info_path(self):
         return self.layout.root / "snapmanager.json"
 
@@ -174,6 +183,22 @@ class Stack(minicloud.cloud.MiniCloud):
         self.out.flush()
 
     def _argv(self, state, name):
+        if name == COMPUTE_2:
+            # Beside host 2's nova-compute: its libvirtd, and Nova's
+            # instances_path as host 2 sees it (minicloud/hosts.py).
+            cloud_layout = config.Layout(self.layout.root.parent)
+            return minicloud.hosts.in_host2(
+                cloud_layout,
+                self._testenv(),
+                sys.executable,
+                [
+                    VENV / "bin" / "snapmanager-compute",
+                    "--config-file",
+                    self.conf_2_path,
+                    "--log-file",
+                    self.log_path(name),
+                ],
+            ), {}
         return [
             VENV / "bin" / name,
             "--config-file",
@@ -255,6 +280,8 @@ class Stack(minicloud.cloud.MiniCloud):
                 "backends": "file,rbd" if rbd else "file",
             },
         }
+        # Only with a second host (it changes nothing DevStack sets).
+        overlay["compute"].update(self._transfer_options(cloud, 0))
         if rbd:
             overlay["rbd"] = {
                 "ceph_conf": cloud["ceph"]["conf"],
@@ -279,6 +306,19 @@ class Stack(minicloud.cloud.MiniCloud):
             )
         finally:
             overlay_path.unlink(missing_ok=True)
+
+    @staticmethod
+    def _transfer_options(cloud, index):
+        """How the agents of a two-host cloud copy a file-backed snapshot
+        from one host's store to the other's: with ssh to the holder's
+        address, as Nova copies disks (tools/minicloud/hosts.py)."""
+        hosts = cloud.get("hosts") or ()
+        if len(hosts) < 2:
+            return {}
+        return {
+            "snapshot_transfer_address": hosts[index]["address"],
+            "snapshot_transfer_ssh_config": hosts[index]["ssh_config"],
+        }
 
     def _drop_database(self):
         self._run(
@@ -324,13 +364,13 @@ class Stack(minicloud.cloud.MiniCloud):
         if beating:
             self._wait_heartbeats(state, started, beating, list(names))
 
-    def _wait_heartbeats(self, state, started, binaries, watch):
+    def _wait_heartbeats(self, state, started, binaries, watch, conf=None):
         waiter = subprocess.Popen(
             [
                 str(VENV / "bin" / "python"),
                 "-c",
                 _HEARTBEAT_SCRIPT,
-                str(self.conf_path),
+                str(conf or self.conf_path),
                 repr(started),
                 *binaries,
             ],
@@ -373,6 +413,42 @@ class Stack(minicloud.cloud.MiniCloud):
         :param env: the test environment's entries: mariadb, rabbitmq,
             libvirt, and ceph in RBD mode.
         """
+        state = self._up(cloud, env, debug)
+        if len(cloud.get("hosts", ())) > 1:
+            self._ensure_compute_2(state, cloud)
+        elif self._alive(state["processes"].get(COMPUTE_2)):
+            self._stop(state, [COMPUTE_2])
+        return self._write_info(state, cloud)
+
+    def _ensure_compute_2(self, state, cloud):
+        """snapmanager-compute beside host 2's nova-compute."""
+        host = cloud["hosts"][1]
+        parser = configparser.ConfigParser(interpolation=None)
+        parser.read(self.conf_path)
+        parser["DEFAULT"].update(
+            host=host["name"], state_path=str(self.layout.root / "state-2")
+        )
+        parser["compute"]["libvirt_uri"] = host["libvirt_uri"]
+        parser["compute"].update(self._transfer_options(cloud, 1))
+        text = io.StringIO()
+        parser.write(text)
+        old = self.conf_2_path.read_text() if self.conf_2_path.exists() else ""
+        if old != text.getvalue():
+            _write_private(self.conf_2_path, text.getvalue())
+            self._stop(state, [COMPUTE_2])
+        if self._alive(state["processes"].get(COMPUTE_2)):
+            return
+        started = time.time()
+        self._spawn(state, COMPUTE_2)
+        self._wait_heartbeats(
+            state,
+            started,
+            ["snapmanager-compute"],
+            [COMPUTE_2],
+            conf=self.conf_2_path,
+        )
+
+    def _up(self, cloud, env, debug):
         self._t0 = time.monotonic()
         state = self._load_state()
         state.setdefault("processes", {})
@@ -385,6 +461,8 @@ class Stack(minicloud.cloud.MiniCloud):
             "host": cloud["host"],
             "instances_path": cloud["instances_path"],
             "debug": debug,
+            # A second host changes host 1's agent's transfer options.
+            "hosts": [host["name"] for host in cloud.get("hosts", ())],
         }
         running = self._running(state)
         same_base = state.get("fingerprint") == fingerprint
@@ -394,11 +472,12 @@ class Stack(minicloud.cloud.MiniCloud):
                 cloud["ceph"],
             ):
                 self._say("already up")
-                return self._write_info(state, cloud)
-            return self._switch_compute(state, cloud, env, debug)
+                return state
+            self._switch_compute(state, cloud, env, debug)
+            return state
         if running:
             self._say("restarting: %s" % ", ".join(sorted(running)))
-            self._stop(state, list(reversed(SERVICES)))
+            self._stop(state, [COMPUTE_2, *reversed(SERVICES)])
         keystone.register(cloud["projects"], API_URL)
         self._say(
             "keystone: service %s, user %s"
@@ -434,14 +513,14 @@ class Stack(minicloud.cloud.MiniCloud):
             self._stop(state, list(reversed(SERVICES)))
             raise
         self._write_openrc(cloud)
-        return self._write_info(state, cloud)
+        return state
 
     def _switch_compute(self, state, cloud, env, debug):
         self._say(
             "restarting snapmanager-compute: %s to %s disks"
             % (state.get("mode"), cloud["mode"])
         )
-        self._stop(state, ["snapmanager-compute"])
+        self._stop(state, ["snapmanager-compute", COMPUTE_2])
         self._render(cloud, env, debug)
         state.update(mode=cloud["mode"], ceph=cloud["ceph"])
         self._save_state(state)
@@ -450,12 +529,11 @@ class Stack(minicloud.cloud.MiniCloud):
         except BaseException:
             self._stop(state, ["snapmanager-compute"])
             raise
-        return self._write_info(state, cloud)
 
     def down(self, purge=False):
         """Stop the services; with `purge`, drop the database and remove
         the directory too."""
-        self._stop_services(SERVICES)
+        self._stop_services((*SERVICES, COMPUTE_2))
         if not purge:
             return
         if self._env_path.exists() and (VENV / "bin" / "python").exists():
@@ -469,7 +547,10 @@ class Stack(minicloud.cloud.MiniCloud):
 
     def status(self):
         state = self._load_state()
-        processes = self._processes_status(state, SERVICES)
+        names = SERVICES
+        if COMPUTE_2 in state.get("processes", {}):
+            names += (COMPUTE_2,)
+        processes = self._processes_status(state, names)
         return {
             "dir": str(self.layout.root),
             "api_url": API_URL,
@@ -490,7 +571,11 @@ class Stack(minicloud.cloud.MiniCloud):
             "clouds_yaml": cloud["clouds_yaml"],
             "openrc": str(self.openrc_path),
             "openstack": str(VENV / "bin" / "openstack"),
-            "logs": {name: str(self.log_path(name)) for name in SERVICES},
+            "logs": {
+                name: str(self.log_path(name))
+                for name in (*SERVICES, COMPUTE_2)
+            },
+            "conf_2": str(self.conf_2_path),
         }
         tmp = self.info_path.with_suffix(".tmp")
         tmp.write_text(json.dumps(info, indent=2, sort_keys=True))

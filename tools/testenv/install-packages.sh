@@ -24,6 +24,10 @@ PACKAGES=(
     # The mini-cloud's RBD mode: Nova sizes its disk from `ceph df`, which
     # only a ceph-mgr answers.
     ceph-mgr
+    # The mini-cloud's second compute host (`minicloud up --hosts 2`): an
+    # sshd per host for Nova's disk copies on cold migration and resize,
+    # and unshare/hostname for the UTS namespace of its libvirtd.
+    openssh-server openssh-client util-linux hostname
     # The dashboard's browser tests drive a headless Chromium through
     # Selenium (tests/e2e/dashboard/).
     chromium chromium-driver
