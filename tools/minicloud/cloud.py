@@ -452,8 +452,9 @@ class MiniCloud:
                 "glance.wsgi.api:application",
                 {"OS_GLANCE_CONFIG_DIR": layout.etc / "glance"},
                 # Nova uploads snapshots chunked; uwsgi's HTTP socket
-                # refuses chunked bodies without this.
-                ["--http-chunked-input"],
+                # refuses chunked bodies without this, and chunks larger
+                # than its 1 MiB default limit (an RBD disk's export).
+                ["--http-chunked-input", "--chunked-input-limit", "67108864"],
             ),
             "nova-api": (
                 "nova.wsgi.osapi_compute:application",
