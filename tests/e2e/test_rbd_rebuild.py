@@ -5,10 +5,8 @@ does what it does without Snapmanager: a new disk for the rebuilt server.
 
 Shelve-offload takes the same path (the same release on
 ``instance.shelve_offload.start``:
-tests/functional/conductor/test_rebuild_notifications.py) but cannot run
-here: Nova's shelve of an RBD-backed server uploads a snapshot to Glance,
-which the mini-cloud's Glance (uwsgi, no RBD store) refuses with 500
-("unable to receive chunked part") before Nova gets to the offload.
+tests/functional/conductor/test_rebuild_notifications.py, and the
+two-host matrix's shelve test in tests/e2e/two_hosts.py).
 """
 
 from snapmanager_nova.db import api as db_api
