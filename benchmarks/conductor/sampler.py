@@ -18,6 +18,8 @@ then the functions by the share of samples they were on the stack in
 
 import atexit
 import collections
+import os
+import pathlib
 import sys
 import threading
 from importlib import metadata
@@ -100,9 +102,13 @@ class Sampler:
             out.write("\n".join(lines) + "\n")
 
 
+# The source tree this file is in: its paths are shown relative to it.
+SOURCE_TOP = str(pathlib.Path(__file__).resolve().parents[2]) + os.sep
+
+
 def _short(key):
     filename, line, name = key
-    for marker in ("site-packages/", "/work/main/", "lib/python3"):
+    for marker in ("site-packages/", SOURCE_TOP, "lib/python3"):
         if marker in filename:
             filename = filename.split(marker, 1)[1]
             break
