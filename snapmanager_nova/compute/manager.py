@@ -33,7 +33,6 @@ from snapmanager_nova.compute import connection
 from snapmanager_nova.compute import domain as domain_mod
 from snapmanager_nova.compute import rpcapi
 from snapmanager_nova.compute import transfer
-from snapmanager_nova.compute.backends import store as store_mod
 
 CONF = sm_conf.CONF
 LOG = logging.getLogger(__name__)
@@ -594,8 +593,7 @@ class ComputeManager:
     def _file_store(self):
         """The file backend's snapshot store; BackendNotEnabled without
         that backend."""
-        self._backend("file")
-        return store_mod.Store(CONF.compute.snapshot_store_path)
+        return self._backend("file").store
 
     def _call(self, operation, func, *args):
         return calls.bounded(operation, CONF.compute.call_timeout, func, *args)

@@ -17,6 +17,7 @@ from snapmanager_nova import conf as sm_conf
 from snapmanager_nova import exception
 from snapmanager_nova.compute import manager as compute_manager
 from snapmanager_nova.compute.backends import base
+from snapmanager_nova.compute.backends import store
 
 CONF = sm_conf.CONF
 
@@ -76,6 +77,9 @@ class SlowBackend(base.Backend):
         self.overlaps_per_instance = 0
         self.log = []
         self.lock = threading.Lock()
+        # The file backend's store: the agent cleans its interrupted
+        # transfers at start (none here).
+        self.store = store.Store(CONF.compute.snapshot_store_path)
 
     def _work(self, uuid_, what):
         with self.lock:
