@@ -40,7 +40,6 @@ milliseconds.
 import collections
 import copy
 import dataclasses
-import datetime
 import functools
 import time
 import types
@@ -61,10 +60,6 @@ from snapmanager_nova.notifications import notifier
 
 CONF = sm_conf.CONF
 LOG = logging.getLogger(__name__)
-
-
-def utcnow():
-    return datetime.datetime.now(datetime.UTC)
 
 
 def _test_crash_point(stage):
@@ -91,7 +86,7 @@ class Dispatch:
 
 
 class ScheduleClock:
-    def __init__(self, compute_api, now=utcnow, dispatcher=None):
+    def __init__(self, compute_api, now=models.utcnow, dispatcher=None):
         self.compute_api = compute_api
         self.now = now
         self.dispatcher = dispatcher or retries.SnapshotDispatcher(

@@ -21,6 +21,7 @@ from snapmanager_nova import conf as sm_conf
 from snapmanager_nova import exception
 from snapmanager_nova.conductor import inventory
 from snapmanager_nova.db import api as db_api
+from snapmanager_nova.db import models
 
 CONF = sm_conf.CONF
 LOG = logging.getLogger(__name__)
@@ -136,10 +137,6 @@ class Transfer:
             )
 
 
-def utcnow():
-    return datetime.datetime.now(datetime.UTC)
-
-
 class RetiredHosts:
     """Periodic task: forget the compute agents of hosts Nova no longer
     has.
@@ -154,7 +151,7 @@ class RetiredHosts:
     lists is never forgotten this way, however long its agent is down.
     """
 
-    def __init__(self, compute, now=utcnow):
+    def __init__(self, compute, now=models.utcnow):
         """``compute``: :class:`snapmanager_nova.nova.LazyCompute`."""
         self.compute = compute
         self.now = now

@@ -62,10 +62,6 @@ BATCH = 200
 DELETED = "DELETED"
 
 
-def utcnow():
-    return datetime.datetime.now(datetime.UTC)
-
-
 @dataclasses.dataclass(frozen=True)
 class ServerState:
     """What the inventory records of one server, whatever told us."""
@@ -230,7 +226,7 @@ class InstanceCleanup:
     tried again with backoff until an agent has done it.
     """
 
-    def __init__(self, compute_api, releaser=None, now=utcnow):
+    def __init__(self, compute_api, releaser=None, now=models.utcnow):
         # Imported here: release.py builds on this module's helpers.
         from snapmanager_nova.conductor import release
 
@@ -325,7 +321,9 @@ class InstanceCleanup:
 class InventorySync:
     """Nova's servers into ``instances``, incrementally."""
 
-    def __init__(self, compute, cleanup, now=utcnow, overlap=MARKER_OVERLAP):
+    def __init__(
+        self, compute, cleanup, now=models.utcnow, overlap=MARKER_OVERLAP
+    ):
         """``compute``: :class:`snapmanager_nova.nova.LazyCompute`;
         ``cleanup``: :class:`InstanceCleanup`."""
         self.compute = compute

@@ -42,6 +42,7 @@ from oslo_log import log as logging
 from snapmanager_nova import context as sm_context
 from snapmanager_nova.conductor import inventory
 from snapmanager_nova.db import api as db_api
+from snapmanager_nova.db import models
 
 LOG = logging.getLogger(__name__)
 
@@ -221,7 +222,7 @@ class NotificationEndpoint:
 
     filter_rule = messaging.NotificationFilter(event_type=r"^instance\.")
 
-    def __init__(self, handler, now=inventory.utcnow):
+    def __init__(self, handler, now=models.utcnow):
         self.handler = handler
         self.now = now
 

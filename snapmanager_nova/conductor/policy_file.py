@@ -31,7 +31,6 @@ schedules differ and never a schedule of source ``api``.
 
 import collections
 import dataclasses
-import datetime
 import hashlib
 import os
 import uuid as uuid_lib
@@ -365,14 +364,10 @@ def same_schedules(rows, wanted):
     return have == want
 
 
-def utcnow():
-    return datetime.datetime.now(datetime.UTC)
-
-
 class PolicyFileSync:
     """The periodic task keeping the operator's schedules as the file says."""
 
-    def __init__(self, now=utcnow):
+    def __init__(self, now=models.utcnow):
         self.now = now
         self._signature = None
         self._digest = None

@@ -134,12 +134,10 @@ class OrphanWatch:
         self._since.pop((instance_uuid, index), None)
 
 
-def utcnow():
-    return datetime.datetime.now(datetime.UTC)
-
-
 class Reconciler:
-    def __init__(self, compute_api, dispatcher, now=utcnow, router=None):
+    def __init__(
+        self, compute_api, dispatcher, now=models.utcnow, router=None
+    ):
         """``dispatcher``: the :class:`.retries.SnapshotDispatcher` that
         takes lost snapshots back for a retry; ``router``: the
         conductor's :class:`.release.AgentRouter` (a new one if None)."""

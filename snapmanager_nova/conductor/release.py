@@ -72,10 +72,6 @@ KNOWN_BACKENDS = ("file", "rbd")
 _TO_DELETE = (models.SNAPSHOT_AVAILABLE, models.SNAPSHOT_ERROR)
 
 
-def utcnow():
-    return datetime.datetime.now(datetime.UTC)
-
-
 def answered(exc, exception_class):
     """Whether an agent's RPC answer ``exc`` is ``exception_class``.
 
@@ -199,7 +195,9 @@ def _stored_backends(context, instance):
 class DeletedServerRelease:
     """The release owed to servers Nova deleted (see the module)."""
 
-    def __init__(self, compute_api, router=None, now=utcnow, jitter=None):
+    def __init__(
+        self, compute_api, router=None, now=models.utcnow, jitter=None
+    ):
         self.compute_api = compute_api
         self.router = router or AgentRouter()
         self.now = now
@@ -438,7 +436,7 @@ class NovaGoneCheck:
     suggests it is gone; a gone one goes through the deleted-server path
     at once (:meth:`.inventory.InstanceCleanup.deleted`)."""
 
-    def __init__(self, compute, cleanup, now=utcnow):
+    def __init__(self, compute, cleanup, now=models.utcnow):
         """``compute``: :class:`snapmanager_nova.nova.LazyCompute`."""
         self.compute = compute
         self.cleanup = cleanup

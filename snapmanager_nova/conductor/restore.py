@@ -145,10 +145,6 @@ def is_our_lock(server):
     )
 
 
-def utcnow():
-    return datetime.datetime.now(datetime.UTC)
-
-
 class RestoreOrchestrator:
     """Runs restores; one thread per restore being worked on.
 
@@ -158,7 +154,7 @@ class RestoreOrchestrator:
     """
 
     def __init__(
-        self, compute, compute_api, host, binary, now=utcnow, spawn=None
+        self, compute, compute_api, host, binary, now=models.utcnow, spawn=None
     ):
         """``compute``: :class:`snapmanager_nova.nova.LazyCompute`;
         ``compute_api``: the agents' RPC client; ``host`` and ``binary``:

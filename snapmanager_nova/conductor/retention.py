@@ -56,10 +56,6 @@ NOT_DELETED = [
 ]
 
 
-def utcnow():
-    return datetime.datetime.now(datetime.UTC)
-
-
 def plan(snapshots, policy, now, timezone="UTC"):
     """The rows among ``snapshots`` the planner deletes, oldest first."""
     by_id = {row.id: row for row in snapshots}
@@ -78,7 +74,7 @@ def plan(snapshots, policy, now, timezone="UTC"):
 
 
 class Retention:
-    def __init__(self, compute_api, now=utcnow, router=None):
+    def __init__(self, compute_api, now=models.utcnow, router=None):
         """``router``: the conductor's :class:`.release.AgentRouter`, so
         that snapshots whose instance's host is down or does not serve
         their backend (RBD: the cluster's) go to an agent that does;

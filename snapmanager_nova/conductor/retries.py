@@ -164,10 +164,6 @@ def backoff_delay(retry, base, cap, jitter):
     return ceiling / 2 + jitter * ceiling / 2
 
 
-def utcnow():
-    return datetime.datetime.now(datetime.UTC)
-
-
 class AgentLiveness:
     """Which compute agents are up, from their heartbeats.
 
@@ -209,7 +205,11 @@ class SnapshotDispatcher:
     """
 
     def __init__(
-        self, compute_api, now=utcnow, jitter=random.random, server_gone=None
+        self,
+        compute_api,
+        now=models.utcnow,
+        jitter=random.random,
+        server_gone=None,
     ):
         """``server_gone(context, instance_uuid)``: asks Nova whether a
         server whose try failed as if it were gone is gone, and if so

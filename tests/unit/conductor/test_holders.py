@@ -9,6 +9,7 @@ from keystoneauth1 import exceptions as ks_exc
 from snapmanager_nova import conf as sm_conf
 from snapmanager_nova.conductor import holders
 from snapmanager_nova.db import api as db_api
+from snapmanager_nova.db import models
 from tests.unit.conductor.test_restore import FakeLazyCompute
 from tests.unit.db import conftest as db_conftest
 
@@ -34,7 +35,7 @@ class Nova:
 
 def later(seconds):
     """A clock ``seconds`` past the real one (heartbeats use the real)."""
-    return lambda: holders.utcnow() + datetime.timedelta(seconds=seconds)
+    return lambda: models.utcnow() + datetime.timedelta(seconds=seconds)
 
 
 def agents(ctx, *hosts):

@@ -29,7 +29,7 @@ ctx = db_conftest.ctx
 CONF = sm_conf.CONF
 BINARY = "snapmanager-conductor"
 # Heartbeats are stamped with the real time: so is the orchestrators'.
-NOW = restore.utcnow()
+NOW = models.utcnow()
 
 
 class FakeResponse:
@@ -399,7 +399,7 @@ def test_a_silent_agent_fails_the_restore_in_time(ctx, nova, agent_timeout):
     # be measured from when it was asked, not from the last poll.
     agent_timeout(1)
     op = restore_request(ctx, nova)
-    conductor = orchestrator(nova, clock=restore.utcnow)
+    conductor = orchestrator(nova, clock=models.utcnow)
     conductor.poll(ctx)
     assert db_api.operation_get(ctx, op.id).step == "restoring disks"
 
@@ -418,7 +418,7 @@ def test_a_silent_agent_fails_the_restore_in_time(ctx, nova, agent_timeout):
 def test_a_restore_within_the_timeout_keeps_waiting(ctx, nova, agent_timeout):
     agent_timeout(3600)
     op = restore_request(ctx, nova)
-    conductor = orchestrator(nova, clock=restore.utcnow)
+    conductor = orchestrator(nova, clock=models.utcnow)
     conductor.poll(ctx)
     assert conductor.poll(ctx) == []
     row = db_api.operation_get(ctx, op.id)
