@@ -274,10 +274,9 @@ class InstanceCleanup:
         return True
 
     def _mark_kept(self, context, instance, indexes):
-        """Mark the snapshots the agent moved onto kept images: they stay
-        listed and deletable, but the server's disks are new ones now, so
-        the API refuses to restore them (api/handlers/snapshots.py reads
-        the same ``kept`` key) before anything is locked or stopped."""
+        """Mark the snapshots the agent moved onto kept images: a record
+        of where their data is. They stay listed, deletable and
+        restorable (the agent copies them into Nova's new disks)."""
         for snapshot in self._stored(context, instance, indexes):
             disks = [dict(disk, kept=True) for disk in snapshot.disks or ()]
             db_api.snapshot_update(context, snapshot.id, {"disks": disks})

@@ -373,17 +373,6 @@ class SnapshotController:
                 instance_uuid=snapshot.instance_uuid,
                 reason=_HOLDER_GONE,
             )
-        if any(disk.get("kept") for disk in snapshot.disks or ()):
-            # Marked by the conductor (conductor/inventory.py) when Nova
-            # replaced the server's disks: refused before anything is
-            # locked or stopped.
-            raise exception.SnapshotNotRestorable(
-                index=snapshot.snapshot_index,
-                instance_uuid=snapshot.instance_uuid,
-                reason="the server was rebuilt or shelve-offloaded after "
-                "it was taken, and its disks are new ones; the snapshot "
-                "can only be deleted",
-            )
         server_id = snapshot.instance_uuid
         common.check_restorable(self.nova, context, server_id)
         # The restore's hold on the server is a unique key: of two

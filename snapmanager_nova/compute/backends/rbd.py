@@ -58,11 +58,18 @@ Restore
     grows with the virtual size (17/164/684 ms). Clone-and-swap would make
     Nova's image a clone of ours (Nova reads ``parent_info`` to place its
     own snapshots) and strand our other snapshots on an image Nova no
-    longer names: rollback is always used. A running QEMU hands the
+    longer names: rollback is always used on
+    Nova's images. A running QEMU hands the
     exclusive lock over on request, so nothing in librbd stops a rollback
     under a live guest: images another client watches are refused. A disk
     Nova grew after the snapshot (resize) is grown back after the
     rollback, which restores the snapshot's size.
+
+    A snapshot kept across a rebuild or shelve-offload (below) is on an
+    image Nova no longer names: its data is copied into Nova's current
+    image of the same disk, in place (zeroes, then the snapshot's
+    extents, parent included), so that image also stays Nova's own. A
+    copy cut short by a crash is done again by the restore's retry.
 
 Size accounting
     ``size_bytes`` is the data the snapshot holds beyond the image's parent
@@ -119,7 +126,8 @@ def _test_crash_point(stage):
     Stages: ``image-snapshotted`` (after each plain image snapshot),
     ``group-member-added`` (after each image joins the group),
     ``group-snapshotted`` (group snapshot made, members not yet removed)
-    and ``rollback-starting`` (a restore's rollback about to be called).
+    ``rollback-starting`` (a restore's rollback about to be called) and
+    ``kept-copy-starting`` (a restore's copy from a kept image, per disk).
     """
 
 
@@ -449,6 +457,10 @@ class RbdBackend(base.Backend):
                 reason="it was never completed",
             )
         covered = [disk for disk in current if states[disk.image].snap(index)]
+        if not covered:
+            sources = self._kept_sources(uuid, current, index)
+            if sources:
+                return self._restore_kept(instance, index, disks, sources)
         wanted = {entry["image"] for entry in disks} or {
             disk.image for disk in covered
         }
@@ -501,6 +513,61 @@ class RbdBackend(base.Backend):
             ", ".join(disk.image for disk in covered),
             index,
             "/".join(sorted(kinds)),
+            time.monotonic() - started,
+        )
+
+    def _kept_sources(self, instance_uuid, current, index):
+        """{Nova's current disk: the kept image's state} for the disks
+        whose snapshot ``index`` is on a kept image of the same disk
+        (``disk``, ``disk.local``): Nova replaced them after it."""
+        sources = {}
+        for pool in sorted({disk.pool for disk in current}):
+            for name in self._instance_images(pool, instance_uuid)[1]:
+                state = self._read_image(instance_uuid, pool, name)
+                if state is None or not state.snap(index):
+                    continue
+                disk_name = self.names.parse_kept_image(name)[2]
+                for disk in current:
+                    if disk.pool == pool and disk.name == disk_name:
+                        sources[disk] = state
+        return sources
+
+    def _restore_kept(self, instance, index, disks, sources):
+        """Restore a snapshot Nova's rebuild or shelve-offload left on
+        kept images: its data is copied into Nova's current images of the
+        same disks (rbd_images.copy_snapshot); the kept images and their
+        snapshots stay as they were, restorable again."""
+        uuid = instance.uuid
+        wanted = {entry["image"] for entry in disks}
+        missing = wanted - {disk.image for disk in sources}
+        if missing:
+            raise exception.SnapshotNotRestorable(
+                instance_uuid=uuid,
+                index=index,
+                reason=f"not found on {', '.join(sorted(missing))}",
+            )
+        for disk in sources:
+            self._check_not_in_use(disk)
+        started = time.monotonic()
+        copied = 0
+        for disk, state in sorted(sources.items(), key=lambda i: i[0].image):
+            _test_crash_point("kept-copy-starting")
+            copied += self._client.data_call(
+                f"copy {state.pool}/{state.name} at snapshot {index} into "
+                f"{disk.pool}/{disk.image}",
+                rbd_images.copy_snapshot,
+                self._client.ioctx(disk.pool),
+                state.name,
+                state.snap(index).id,
+                disk.image,
+            )
+        LOG.info(
+            "Restored snapshot %d of %s from kept images into %s: "
+            "%d bytes in %.3f s",
+            index,
+            uuid,
+            ", ".join(sorted(disk.image for disk in sources)),
+            copied,
             time.monotonic() - started,
         )
 
@@ -752,8 +819,8 @@ class RbdBackend(base.Backend):
 
         ``keep=False`` removes our snapshots of Nova's images. ``keep=True``
         renames the images that carry our snapshots to kept images, which
-        Nova does not see; their snapshots stay listed and deletable (not
-        restorable in place: the instance's disks are new ones), and the
+        Nova does not see; their snapshots stay listed, deletable and
+        restorable (copied into the disks Nova makes next), and the
         delete of the last one removes the image. Snapshots not complete
         are discarded either way. Idempotent. Returns the indexes removed
         (``keep=False``) or kept (``keep=True``).

@@ -261,6 +261,60 @@ def exclusive_bytes(ioctx, state, before, snap, after):
     return len(shared) * state.object_size
 
 
+def copy_snapshot(ioctx, source, snap_id, target):
+    """Make image ``target`` hold what ``source`` held at ``snap_id``.
+
+    For a snapshot whose image Nova replaced (rebuild, shelve-offload):
+    the data goes into Nova's current image, in place, so that image
+    keeps its name, features, parent and watchers, and Nova never sees
+    an image it did not make. The target ends at the larger of both sizes
+    (as a rollback then Nova's resize would leave it). Idempotent: a copy
+    cut short is finished by running it again. Returns the bytes copied.
+    """
+    import rbd
+
+    src = rbd.Image(ioctx, source, read_only=True)
+    try:
+        src.set_snap_by_id(snap_id)
+        size = src.size()
+        chunk = src.stat()["obj_size"]
+        extents = []
+
+        def collect(offset, length, exists):
+            if exists:
+                extents.append((offset, length))
+
+        # With the parent: the Glance base the kept image was cloned
+        # from is part of the disk the guest saw, and not the target's.
+        src.diff_iterate(
+            0, size, None, collect, include_parent=True, whole_object=False
+        )
+        dst = rbd.Image(ioctx, target)
+        try:
+            if dst.size() < size:
+                dst.resize(size)
+            calls.check_deadline()
+            # Zeroes first: whatever the snapshot did not hold, and what
+            # lies beyond its size, reads as zeroes, as after a rollback.
+            dst.write_zeroes(0, dst.size())
+            copied = 0
+            for offset, length in extents:
+                end = offset + length
+                while offset < end:
+                    calls.check_deadline()
+                    step = min(chunk, end - offset)
+                    data = src.read(offset, step)
+                    dst.write(data, offset)
+                    copied += len(data)
+                    offset += step
+            dst.flush()
+            return copied
+        finally:
+            dst.close()
+    finally:
+        src.close()
+
+
 def watchers(image):
     return list(image.watchers_list())
 

@@ -228,7 +228,7 @@ def test_rebuild_and_shelve_offload_keep_the_snapshots(
     assert calls == [(SOURCE, server_uuid, "rbd", True)]
     kept = db_api.snapshot_get(ctx, snapshot.id)
     assert kept.status == "available"
-    # Listed and deletable, but no longer restorable in place.
+    # Listed, deletable and restorable: a record of where the data is.
     assert all(disk["kept"] for disk in kept.disks)
 
 

@@ -70,24 +70,24 @@ def test_restore_refused_when_the_server_cannot_be_stopped_or_restored(
     assert reason in message
 
 
-def test_restore_refused_for_a_snapshot_kept_through_a_rebuild(
-    api, nova, ctx, unchanged
-):
+def test_a_snapshot_kept_through_a_rebuild_is_restorable(api, nova, ctx):
     server = nova.add()
     snapshot = record_snapshot(ctx, server)
     # The conductor's mark on a snapshot whose images the agent moved out
-    # of Nova's way (conductor/inventory.py, InstanceCleanup.release).
+    # of Nova's way (conductor/inventory.py): the agent copies it into
+    # Nova's new disks, so the API takes the restore like any other.
     db_api.snapshot_update(
         ctx,
         snapshot.id,
         {"disks": [dict(disk, kept=True) for disk in snapshot.disks]},
     )
-    with unchanged():
-        resp = restore(api, snapshot)
-    assert resp.status_int == 409, resp.text
-    message = resp.json["error"]["message"]
-    assert "rebuilt or shelve-offloaded" in message
-    assert "delete" in message
+    resp = restore(api, snapshot)
+    assert resp.status_int == 202, resp.text
+    operation = resp.json["operation"]
+    assert (operation["type"], operation["snapshot_id"]) == (
+        "restore",
+        snapshot.id,
+    )
 
 
 # What a restore holds
