@@ -21,6 +21,11 @@ a migration or resize) is printed for both servers as a line
 `TIMING <mode> <operation> plain=<s> with-snapshots=<s>`; speed is not
 asserted (benchmarks/ does that).
 
+One operation, `cold-migrate-agents-killed`, kills both hosts' agents
+(SIGKILL) right after Nova's migrate request and starts them again while
+Nova moves the server: each agent recovers on its own, and the checks
+above hold all the same.
+
 The operations and the hosts they start from are in OPERATIONS; each
 mode's module (test_two_hosts_file.py, test_two_hosts_rbd.py) runs those
 Nova supports in its mode. A fast subset runs by default; the whole
@@ -64,7 +69,10 @@ class Operation:
 
 
 OPERATIONS = (
-    Operation("cold-migrate-confirm", 1, 2, fast=frozenset({"file"})),
+    Operation("cold-migrate-confirm", 1, 2),
+    # Both hosts' agents killed (SIGKILL) as Nova starts moving the
+    # server with snapshots, and started again while it does.
+    Operation("cold-migrate-agents-killed", 1, 2, fast=frozenset({"file"})),
     Operation("cold-migrate-revert", 1, 1),
     Operation("resize-other-host-confirm", 1, 2),
     Operation("resize-other-host-revert", 1, 1),
@@ -415,6 +423,9 @@ class TwoHosts:
 
     def __enter__(self):
         self._cleanups = contextlib.ExitStack()
+        self.background = self._cleanups.enter_context(
+            concurrent.futures.ThreadPoolExecutor(1)
+        )
         return self
 
     def __exit__(self, *exc):
@@ -435,8 +446,10 @@ def _timed(steps):
     return time.monotonic() - started
 
 
-def run_operation(two, op, server_id, during_snapshot=None):
-    """Run `op` on the server; Nova's time in seconds."""
+def run_operation(two, op, server_id, during_snapshot=None, midway=None):
+    """Run `op` on the server; Nova's time in seconds. `during_snapshot`
+    runs before a hard reboot, `midway` right after a migration's or
+    resize's first request."""
     other = two.hosts[2 - op.start]["name"]
     move_h1 = two.flavors["minicloud.move-h1"]
     move_h2 = two.flavors["minicloud.move-h2"]
@@ -446,6 +459,8 @@ def run_operation(two, op, server_id, during_snapshot=None):
 
         def steps():
             two.action(server_id, action)
+            if midway is not None:
+                midway()
             two.wait(server_id, "VERIFY_RESIZE")
             two.action(server_id, {verdict: None})
             two.wait(server_id, "ACTIVE")
@@ -495,6 +510,7 @@ def run_operation(two, op, server_id, during_snapshot=None):
     steps = {
         "cold-migrate-confirm": then(migrate, "confirmResize"),
         "cold-migrate-revert": then(migrate, "revertResize"),
+        "cold-migrate-agents-killed": then(migrate, "confirmResize"),
         "resize-other-host-confirm": then(
             {"resize": {"flavorRef": move_h2}}, "confirmResize"
         ),
@@ -555,6 +571,18 @@ def _check_operation(two, op, mode, plain, server):
         assert response.status_code == 202, response.text
         started_during.append(response.json()["snapshot"]["id"])
 
+    restarting = []
+
+    def crash_agents():
+        # Killed while Nova's request is on its way; started again in the
+        # background, so that Nova's time is its own.
+        two.cloud_stack().crash_agents()
+        restarting.append(
+            two.background.submit(
+                two.cloud_stack().start_agents, two.minicloud.info
+            )
+        )
+
     try:
         plain_seconds = run_operation(two, op, plain)
         seconds = run_operation(
@@ -562,10 +590,14 @@ def _check_operation(two, op, mode, plain, server):
             op,
             server,
             during_snapshot if op.name.startswith("hard-reboot") else None,
+            crash_agents if op.name.endswith("agents-killed") else None,
         )
     finally:
         if op.name == "evacuate":
             two.bring_host2_back()
+        for started in restarting:
+            # Both agents report again: each recovered on its own.
+            started.result(timeout=WAIT)
     print(
         "TIMING %s %s plain=%.1f with-snapshots=%.1f"
         % (mode, op.name, plain_seconds, seconds)

@@ -30,6 +30,7 @@ import json
 import os
 import pathlib
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -529,6 +530,36 @@ class Stack(minicloud.cloud.MiniCloud):
         except BaseException:
             self._stop(state, ["snapmanager-compute"])
             raise
+
+    def crash_agents(self):
+        """SIGKILL the compute agents of both hosts, as a crash would:
+        no clean shutdown, nothing finished. For recovery tests;
+        :meth:`start_agents` brings them back."""
+        state = self._load_state()
+        records = {
+            name: state["processes"].pop(name, None)
+            for name in ("snapmanager-compute", COMPUTE_2)
+        }
+        for record in records.values():
+            if self._alive(record):
+                os.killpg(record["pid"], signal.SIGKILL)
+        deadline = time.monotonic() + minicloud.cloud.STOP_TIMEOUT
+        for name, record in records.items():
+            while self._alive(record):
+                self._reap(record["pid"])
+                if time.monotonic() > deadline:
+                    raise StackError("%s outlived SIGKILL" % name)
+                time.sleep(0.05)
+        self._save_state(state)
+
+    def start_agents(self, cloud):
+        """Start the compute agents that are not running (after
+        :meth:`crash_agents`) and wait for their heartbeats."""
+        state = self._load_state()
+        if not self._alive(state["processes"].get("snapmanager-compute")):
+            self._start(state, ["snapmanager-compute"])
+        if len(cloud.get("hosts", ())) > 1:
+            self._ensure_compute_2(state, cloud)
 
     def down(self, purge=False):
         """Stop the services; with `purge`, drop the database and remove
