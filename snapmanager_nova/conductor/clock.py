@@ -38,7 +38,6 @@ milliseconds.
 """
 
 import collections
-import copy
 import dataclasses
 import functools
 import time
@@ -112,63 +111,109 @@ class ScheduleClock:
                 return dispatches
 
     def _claim(self, context, now):
-        """(the Dispatches of one batch, whether the batch was full)."""
-        dispatches = []
+        """(the Dispatches of one batch, whether the batch was full).
+
+        A fixed number of statements for the whole batch rather than a
+        dozen per schedule: the windows of each distinct spec computed
+        once, the schedules advanced, and the holds, taken windows,
+        quota usage and indexes read or written together, the snapshot
+        rows inserted in one flush. Only a project or operator default
+        reads its targets on its own (its precedence rules are a query
+        per schedule).
+        """
         with db_api.context_manager.writer.using(context):
             due = db_api.schedule_claim_due(
                 context, now, CONF.conductor.claim_batch_size
             )
-            own, others = _split_own(due)
-            for row in others:
-                dispatches.extend(self._claim_one(context, row, now))
-            dispatches.extend(self._claim_own(context, own, now))
+            windows = self._advance(context, due, now)
+            targets = self._targets(context, due, windows)
+            chosen = self._choose(context, targets)
+            dispatches = self._record_all(context, chosen)
         return dispatches, len(due) >= CONF.conductor.claim_batch_size
 
-    def _claim_own(self, context, rows, now):
-        """:meth:`_claim_one` for tenants' schedules of their own
-        servers, each server once, with a fixed number of statements for
-        the whole batch rather than a dozen per schedule: the windows of
-        each distinct spec are computed once, the schedules advanced and
-        the targets, holds, taken windows, quota usage and indexes read
-        or written together, the snapshot rows inserted in one flush.
-        The outcome is :meth:`_claim_one`'s for each schedule."""
+    def _advance(self, context, due, now):
+        """Move the due schedules on; {schedule id: the window to take}
+        for those whose window is a run (not the first claim of a new
+        schedule)."""
         times = {}
-        windows = {}
         advances = []
-        for row in rows:
+        windows = {}
+        for row in due:
             key = (row.spec, row.timezone)
             if key not in times:
                 try:
                     spec = schedule_engine.parse_spec(*key)
-                except schedule_engine.SpecError:
-                    times[key] = None
+                except schedule_engine.SpecError as exc:
+                    times[key] = exc
                 else:
                     times[key] = (spec.previous_run(now), spec.next_run(now))
-            if times[key] is None:
-                # Disabled loudly, as _claim_one does.
-                self._claim_one(context, row, now)
+            if isinstance(times[key], schedule_engine.SpecError):
+                # Specs are validated on the way in; one that no longer
+                # parses (a timezone removed from tzdata) is switched
+                # off, loudly, rather than retried every tick.
+                LOG.error("Schedule %s disabled: %s", row.id, times[key])
+                db_api.schedule_update(context, row.id, {"enabled": False})
                 continue
             window, next_run = times[key]
             advances.append((row.id, next_run, window))
             if window is not None:
-                windows[row.instance_uuid] = (row, window)
+                windows[row.id] = window
         db_api.schedules_advance(context, advances)
-        targets = db_api.instances_to_snapshot(context, list(windows))
+        return windows
+
+    @staticmethod
+    def _targets(context, due, windows):
+        """(schedule, instance, window) for each instance a due schedule
+        snapshots now; tenants' schedules of their own servers read
+        together."""
+        due = [row for row in due if row.id in windows]
+        own, others = _split_own(due)
+        instances = {
+            instance.uuid: instance
+            for instance in db_api.instances_to_snapshot(
+                context, [row.instance_uuid for row in own]
+            )
+        }
+        targets = [
+            (row, instances[row.instance_uuid], windows[row.id])
+            for row in own
+            if row.instance_uuid in instances
+        ]
+        for row in others:
+            targets.extend(
+                (row, instance, windows[row.id])
+                for instance in db_api.schedule_targets_by_precedence(
+                    context, row
+                )
+            )
+        return targets
+
+    def _choose(self, context, targets):
+        """Those of ``targets`` to record: not held by a restore, their
+        window not taken yet, and within the project's quota (a refusal
+        is recorded)."""
         held = db_api.instance_uuids_held(
-            context, [instance.uuid for instance in targets]
+            context, list({instance.uuid for _r, instance, _w in targets})
         )
         taken = db_api.snapshot_windows_taken(
             context,
-            [row.id for row, _window in windows.values()],
-            {window for _row, window in windows.values()},
+            list({row.id for row, _i, _w in targets}),
+            {window for _r, _i, window in targets},
         )
         budgets = quota.ProjectBudget.of_projects(
-            context, {instance.project_id for instance in targets}
+            context, {instance.project_id for _r, instance, _w in targets}
         )
         chosen = []
-        for instance in targets:
-            row, window = windows[instance.uuid]
-            if _skipped_held(row, instance, held):
+        for row, instance, window in targets:
+            if instance.uuid in held:
+                # A restore holds it: the server is ours, stopped and
+                # locked, and a snapshot's success would run retention
+                # over the one being restored. Skipped, not deferred.
+                LOG.info(
+                    "Schedule %s: %s skipped, a restore holds it",
+                    row.id,
+                    instance.uuid,
+                )
                 continue
             if (row.id, instance.uuid, window) in taken:
                 LOG.debug(
@@ -188,13 +233,30 @@ class ScheduleClock:
                 self._refuse(context, row, instance, window, exc)
                 continue
             chosen.append((row, instance, window))
-        return self._record_all(context, chosen)
+        return chosen
 
     def _record_all(self, context, chosen):
         """Record the snapshots of ``chosen`` (schedule, instance,
         window) triples; their Dispatches."""
         if not chosen:
             return []
+        # Two schedules of one server due together: the second and later
+        # are recorded on their own, after the batch.
+        seen = set()
+        later = []
+        batch = []
+        for triple in chosen:
+            uuid = triple[1].uuid
+            (later if uuid in seen else batch).append(triple)
+            seen.add(uuid)
+        return self._record_batch(context, batch) + [
+            dispatch
+            for row, instance, window in later
+            if (dispatch := self._record(context, row, instance, window))
+        ]
+
+    def _record_batch(self, context, chosen):
+        """:meth:`_record_all` for distinct instances."""
         indexes = db_api.instance_allocate_snapshot_indexes(
             context, [instance.uuid for _row, instance, _window in chosen]
         )
@@ -237,63 +299,24 @@ class ScheduleClock:
 
     def _dispatch_batch(self, context, dispatches):
         casts = None
-        dispatcher = self.dispatcher
-        compute_api = getattr(dispatcher, "compute_api", None)
+        compute_api = getattr(self.dispatcher, "compute_api", None)
         if CONF.conductor.batch_casts and hasattr(
             compute_api, "create_snapshots"
         ):
             # The dispatcher's checks (host known, agent up, Nova not
             # busy) stay as they are; only its casts are gathered.
-            casts = HostCasts(
-                self.dispatcher.compute_api, CONF.conductor.cast_batch_size
-            )
-            dispatcher = copy.copy(self.dispatcher)
-            dispatcher.compute_api = casts
+            casts = HostCasts(compute_api, CONF.conductor.cast_batch_size)
         try:
             for dispatch in dispatches:
                 _test_crash_point("casting")
                 if dispatch.snapshot is not None:
                     notifier.snapshot_changed(context, dispatch.snapshot, None)
-                self._dispatch(context, dispatch, dispatcher)
+                self._dispatch(context, dispatch, casts)
         finally:
             if casts is not None:
                 for snapshot_id, reason in casts.flush(context):
                     # As the dispatcher does with a single cast refused.
                     self.dispatcher.defer(context, snapshot_id, 0, reason)
-
-    def _claim_one(self, context, row, now):
-        try:
-            spec = schedule_engine.parse_spec(row.spec, row.timezone)
-        except schedule_engine.SpecError as exc:
-            # Specs are validated on the way in; one that no longer parses
-            # (a timezone removed from tzdata) is switched off, loudly,
-            # rather than retried every tick.
-            LOG.error("Schedule %s disabled: %s", row.id, exc)
-            db_api.schedule_update(context, row.id, {"enabled": False})
-            return []
-        window = spec.previous_run(now)
-        db_api.schedule_update(
-            context,
-            row.id,
-            {"next_run_at": spec.next_run(now), "last_run_at": window},
-        )
-        if window is None:
-            return []
-        dispatches = []
-        targets = db_api.schedule_targets_by_precedence(context, row)
-        # A restore holds these: the server is ours, stopped and locked,
-        # and a snapshot's success would run retention over the one
-        # being restored. The window is skipped, not deferred.
-        held = db_api.instance_uuids_held(
-            context, [instance.uuid for instance in targets]
-        )
-        for instance in targets:
-            if _skipped_held(row, instance, held):
-                continue
-            dispatch = self._record(context, row, instance, window)
-            if dispatch is not None:
-                dispatches.append(dispatch)
-        return dispatches
 
     def _record(self, context, row, instance, window):
         try:
@@ -372,14 +395,15 @@ class ScheduleClock:
         except exception.DuplicateWindow:
             pass
 
-    def _dispatch(self, context, dispatch, dispatcher=None):
-        (dispatcher or self.dispatcher).dispatch(
+    def _dispatch(self, context, dispatch, sender=None):
+        self.dispatcher.dispatch(
             context,
             dispatch.snapshot_id,
             dispatch.instance_uuid,
             dispatch.host,
             dispatch.index,
             busy=dispatch.busy,
+            sender=sender,
         )
 
 
@@ -431,20 +455,9 @@ class HostCasts:
             )
 
 
-def _skipped_held(row, instance, held):
-    """Whether a restore holds the instance (``held``: those held), so
-    its snapshot of this window is skipped."""
-    if instance.uuid not in held:
-        return False
-    LOG.info(
-        "Schedule %s: %s skipped, a restore holds it", row.id, instance.uuid
-    )
-    return True
-
-
 def _split_own(due):
     """(tenants' schedules of their own servers, each server's first;
-    the rest): the first go through :meth:`ScheduleClock._claim_own`."""
+    the rest): the first have their targets read together."""
     own, others, seen = [], [], set()
     for row in due:
         if (

@@ -230,11 +230,14 @@ class SnapshotDispatcher:
         index,
         busy=None,
         attempts=0,
+        sender=None,
     ):
         """Cast a scheduled snapshot to its agent, or put it back.
 
         ``busy`` is why Nova's server cannot be snapshotted now, if it
-        cannot; ``attempts`` the retries the snapshot had so far.
+        cannot; ``attempts`` the retries the snapshot had so far;
+        ``sender`` what casts it (``create_snapshot``), by default the
+        compute API: the clock passes its batches of casts per host.
         """
         if not host:
             self.fail(
@@ -255,7 +258,7 @@ class SnapshotDispatcher:
                 f"within {CONF.conductor.service_down_time} s)",
             )
         try:
-            self.compute_api.create_snapshot(
+            (sender or self.compute_api).create_snapshot(
                 context,
                 host,
                 instance_uuid,

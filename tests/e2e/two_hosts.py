@@ -573,15 +573,14 @@ def _check_operation(two, op, mode, plain, server):
 
     restarting = []
 
-    def crash_agents():
-        # Killed while Nova's request is on its way; started again in the
-        # background, so that Nova's time is its own.
+    def crash_and_restart():
         two.cloud_stack().crash_agents()
-        restarting.append(
-            two.background.submit(
-                two.cloud_stack().start_agents, two.minicloud.info
-            )
-        )
+        two.cloud_stack().start_agents(two.minicloud.info)
+
+    def crash_agents():
+        # Killed while Nova's request is on its way, and started again,
+        # in the background, so that Nova's time is its own.
+        restarting.append(two.background.submit(crash_and_restart))
 
     try:
         plain_seconds = run_operation(two, op, plain)

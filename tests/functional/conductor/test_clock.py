@@ -134,6 +134,22 @@ def test_a_replayed_window_is_not_taken_twice(ctx):
     assert db_api.instance_get(ctx, instance.uuid).snapshot_index == 1
 
 
+def test_two_schedules_of_one_server_due_together_take_one_each(ctx):
+    # Daily and weekly at the same minute: the batch records one of
+    # them, the other is recorded on its own, each with its own index.
+    instance = enabled_instance(ctx)
+    daily(ctx, instance, at(2026, 11, 22, 2, 0))
+    daily(ctx, instance, at(2026, 11, 22, 2, 0), spec="weekly@sun@02:00")
+    clock, compute = make_clock(at(2026, 11, 22, 2, 0, 30))
+    dispatches = clock.tick(ctx)
+    rows = [db_api.snapshot_get(ctx, d.snapshot_id) for d in dispatches]
+    assert sorted(row.snapshot_index for row in rows) == [1, 2]
+    assert len({row.schedule_id for row in rows}) == 2
+    assert {row.window_start for row in rows} == {at(2026, 11, 22, 2, 0)}
+    assert len(compute.casts) == 2
+    assert clock.tick(ctx) == []
+
+
 def test_project_default_covers_instances_without_their_own(ctx):
     own = enabled_instance(ctx)
     covered = [enabled_instance(ctx) for _ in range(2)]
