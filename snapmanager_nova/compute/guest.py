@@ -72,17 +72,24 @@ def validate_policy(policy):
 
 
 @contextlib.contextmanager
-def frozen(dom, instance_uuid, policy, timeout):
+def frozen(dom, instance_uuid, policy, timeout, agent_channel=True):
     """Freeze the guest's filesystems for the ``with`` body if possible.
 
     Yields True when the guest is frozen (and thaws it on the way out, even
     when the body fails), False when the snapshot goes ahead
     crash-consistent. A shut-off domain has nothing to freeze: False.
+    ``agent_channel``: whether the domain's XML has the agent's channel;
+    without it ``prefer`` asks libvirt nothing (Nova adds the channel
+    only for images with ``hw_qemu_guest_agent=yes``, so most guests
+    have none, and the two calls would only cost the snapshot time).
     """
     validate_policy(policy)
-    if policy == QUIESCE_SKIP or not calls.bounded(
-        "domain state", timeout, dom.isActive
+    if policy == QUIESCE_SKIP or (
+        policy == QUIESCE_PREFER and not agent_channel
     ):
+        yield False
+        return
+    if not calls.bounded("domain state", timeout, dom.isActive):
         yield False
         return
     try:

@@ -219,7 +219,11 @@ class Qcow2Backend(base.Backend):
         try:
             started = time.monotonic()
             with guest.frozen(
-                dom, instance.uuid, quiesce, timeout
+                dom,
+                instance.uuid,
+                quiesce,
+                timeout,
+                agent_channel=instance.has_agent_channel,
             ) as quiesced:
                 backup.begin(dom, backup.backup_xml(files, targets), timeout)
             # The guest only notices the freeze; the disks never move.
@@ -297,7 +301,11 @@ class Qcow2Backend(base.Backend):
                     )
             started = time.monotonic()
             with guest.frozen(
-                dom, instance.uuid, quiesce, timeout
+                dom,
+                instance.uuid,
+                quiesce,
+                timeout,
+                agent_channel=instance.has_agent_channel,
             ) as quiesced:
                 if parent is not None:
                     # The parent's checkpoint record is defined again, if

@@ -213,13 +213,25 @@ class RbdBackend(base.Backend):
         there takes the intent back unchanged. None: left to the general
         path (an earlier attempt at ``index`` to clean up first)."""
         uuid = instance.uuid
-        if index in self._intents(disk.pool, uuid):
+        key = self.names.pending_key(index)
+        claimed = self._ceph(
+            f"record intent {key} of {uuid}",
+            rbd_images.intent_claim,
+            self._client.ioctx(disk.pool),
+            self.names.intent_object(uuid),
+            key,
+            json.dumps([f"{disk.pool}/{disk.image}"]),
+        )
+        if not claimed:
             return None
-        self._mark_pending(uuid, [disk], index)
         try:
             started = time.monotonic()
             with guest.frozen(
-                dom, uuid, quiesce, CONF.compute.call_timeout
+                dom,
+                uuid,
+                quiesce,
+                CONF.compute.call_timeout,
+                agent_channel=instance.has_agent_channel,
             ) as quiesced:
                 refused, created = self._ceph(
                     f"snapshot {disk.pool}/{disk.image}@"
@@ -294,7 +306,11 @@ class RbdBackend(base.Backend):
         name = self.names.snapshot(index)
         started = time.monotonic()
         with guest.frozen(
-            dom, instance.uuid, quiesce, CONF.compute.call_timeout
+            dom,
+            instance.uuid,
+            quiesce,
+            CONF.compute.call_timeout,
+            agent_channel=instance.has_agent_channel,
         ) as quiesced:
             created = {}
             if quiesced or not running or len(disks) == 1:

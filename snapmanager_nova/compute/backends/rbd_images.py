@@ -459,6 +459,16 @@ def intent_set(ioctx, object_name, key, value):
         ioctx.operate_write_op(op, object_name)
 
 
+def intent_claim(ioctx, object_name, key, value):
+    """:func:`intent_set` unless ``key`` is recorded already (an earlier
+    attempt's, for the caller to clean up first); whether it was set.
+    The read and the write in one call: one hop to the pool, not two."""
+    if key in intent_read(ioctx, object_name):
+        return False
+    intent_set(ioctx, object_name, key, value)
+    return True
+
+
 def intent_read(ioctx, object_name):
     """{key: value} of the instance's intent object ({} if none)."""
     import rados

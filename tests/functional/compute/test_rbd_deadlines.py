@@ -9,6 +9,7 @@ waits for the test. Every wait here has a deadline.
 """
 
 import concurrent.futures
+import dataclasses
 import threading
 
 import pytest
@@ -252,10 +253,13 @@ class _HangsWhenFrozen(helpers.FakeDomain):
 def test_the_freeze_has_a_deadline(rbd_backend, rbd_instance, deadlines):
     deadlines(call=3, copy=3)
     layout = rbd_instance()
+    # A guest agent channel whose agent hangs: without a channel,
+    # ``prefer`` never asks for a freeze.
+    instance = dataclasses.replace(layout.instance(), has_agent_channel=True)
     gate = threading.Event()
     dom = _HangsWhenFrozen(gate)
     thread, outcome = in_thread(
-        rbd_backend.snapshot, layout.instance(), dom, 1, "prefer"
+        rbd_backend.snapshot, instance, dom, 1, "prefer"
     )
     thread.join(WAIT / 2)
     finished = not thread.is_alive()
