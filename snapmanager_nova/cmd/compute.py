@@ -8,6 +8,7 @@ from snapmanager_nova import conf as sm_conf
 from snapmanager_nova import privsep
 from snapmanager_nova import service
 from snapmanager_nova.compute import connection
+from snapmanager_nova.compute import events
 from snapmanager_nova.compute import manager
 from snapmanager_nova.compute import rpcapi
 from snapmanager_nova.compute.backends import qcow2
@@ -27,6 +28,8 @@ def _ignore_libvirt_errors(_context, _error):
 def main(argv=None):
     service.prepare(argv)
     libvirt.registerErrorHandler(_ignore_libvirt_errors, None)
+    # Before any connection opens: only later ones deliver events.
+    events.start_loop()
     privsep.start_daemon()
     conductor = conductor_rpcapi.ConductorAPI()
     libvirt_conn = connection.LibvirtConnection()

@@ -31,6 +31,7 @@ from snapmanager_nova import exception
 from snapmanager_nova.compute import calls
 from snapmanager_nova.compute import connection
 from snapmanager_nova.compute import domain as domain_mod
+from snapmanager_nova.compute import events
 from snapmanager_nova.compute import rpcapi
 from snapmanager_nova.compute import transfer
 
@@ -254,6 +255,8 @@ class ComputeManager:
         # Sizes are measured after the snapshot is reported, one at a
         # time, so that walking images never takes a snapshot's worker.
         self._sizing = futurist.ThreadPoolExecutor(max_workers=1)
+        # Cleans up after a QEMU that died, as soon as libvirt says so.
+        self.crash_watch = events.CrashWatch(self._qemu_died)
 
     # Start-up
 
@@ -305,6 +308,7 @@ class ComputeManager:
                 reports.append(report)
         if reports:
             self.conductor.recovery_report(context, self.host, reports)
+        self.crash_watch.ensure(self.libvirt.get())
         return actions
 
     def cleanup_host(self):
@@ -598,8 +602,24 @@ class ComputeManager:
     def _call(self, operation, func, *args):
         return calls.bounded(operation, CONF.compute.call_timeout, func, *args)
 
+    def _qemu_died(self, instance_uuid):
+        self.queues.submit(instance_uuid, self._after_qemu_died, instance_uuid)
+
+    def _after_qemu_died(self, instance_uuid):
+        try:
+            dom = self._lookup(instance_uuid)
+            instance = self._describe(dom)
+            if instance.backend in self.backends:
+                self.backends[instance.backend].after_qemu_died(instance, dom)
+        except Exception as exc:
+            # The agent's next start, or the instance's next snapshot,
+            # cleans up all the same.
+            self._log_failure("Clean-up after QEMU died", instance_uuid, exc)
+
     def _lookup(self, instance_uuid):
         conn = self.libvirt.get()
+        # A reconnection gives a new connection, to watch again.
+        self.crash_watch.ensure(conn)
         try:
             return self._call(
                 "domain lookup", conn.lookupByUUIDString, instance_uuid

@@ -89,6 +89,12 @@ class Backend(abc.ABC):
         """
         return []
 
+    def after_qemu_died(self, instance, dom):
+        """Undo what a QEMU that died (killed, crashed) left in Nova's
+        disks of the shut-off ``dom``, at once rather than at the next
+        start of the agent (compute/events.py). Nothing by default."""
+        return None
+
     @abc.abstractmethod
     def recover(self, instances):
         """Finish or undo half-done work after a crash of the agent.

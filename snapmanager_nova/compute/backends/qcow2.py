@@ -786,6 +786,12 @@ class Qcow2Backend(base.Backend):
             )
         return actions
 
+    def after_qemu_died(self, instance, dom):
+        # Still shut off: nobody started it again meanwhile, so nothing
+        # holds the file, and only bitmaps left in use are removed.
+        if not nova_files.call("domain state", dom.isActive):
+            self._drop_bitmaps(dom, None, in_use_only=True)
+
     def _recover_domain(self, instance_uuid, dom):
         """Merge back every overlay of ours the domain still uses."""
         if nova_files.call("domain state", dom.isActive):

@@ -18,6 +18,8 @@ import time
 import libvirt
 import pytest
 
+from snapmanager_nova.compute import events
+from snapmanager_nova.compute import manager as compute_manager
 from snapmanager_nova.compute.backends import checkpoints
 from tests.functional.compute import nova_like
 from tests.functional.compute import test_qcow2
@@ -220,6 +222,55 @@ def test_recovery_removes_a_bitmap_a_killed_qemu_left(backend, chain_instance):
     # Nova's resize would fail on the inconsistent bitmap; now it works.
     assert checkpoints.our_bitmaps(image_info(inst.path("disk"))) == []
     nova_can_resize(inst)
+    nova_like.undefine_as_nova(inst.dom)
+
+
+class _Conductor:
+    """The agent's conductor API, answering every call with nothing."""
+
+    def __getattr__(self, method):
+        return lambda *args, **kwargs: None
+
+
+def test_the_agent_removes_a_bitmap_as_soon_as_qemu_dies(
+    backend, chain_instance, nova_host
+):
+    inst = chain_instance
+    take_chain(backend, inst, 1)
+    inst.dom.destroy()
+    inst.dom.create()
+    # As the agent's start does: the loop first, then the connection.
+    events.start_loop()
+    conn = libvirt.open(nova_host["uri"])
+    agent = compute_manager.ComputeManager(
+        "host-1", {"file": backend}, _Conductor(), connect=lambda: conn
+    )
+    seen = []
+    on_crash = agent.crash_watch.on_crash
+
+    def noted(instance_uuid):
+        seen.append(instance_uuid)
+        on_crash(instance_uuid)
+
+    agent.crash_watch.on_crash = noted
+    try:
+        agent.crash_watch.ensure(conn)
+        kill_qemu(inst)
+        deadline = time.monotonic() + 30
+        while checkpoints.our_bitmaps(image_info(inst.path("disk"))):
+            assert time.monotonic() < deadline, "the bitmap stayed"
+            time.sleep(0.1)
+        assert seen == [inst.uuid]
+        # Nova's resize works, with no restart of the agent.
+        nova_can_resize(inst)
+        # A stop of Nova's own (destroy) is not a death: nothing is done.
+        inst.dom.create()
+        inst.dom.destroy()
+        time.sleep(1)
+        assert seen == [inst.uuid]
+    finally:
+        agent.cleanup_host()
+        conn.close()
     nova_like.undefine_as_nova(inst.dom)
 
 
