@@ -361,13 +361,15 @@ class Qcow2Backend(base.Backend):
             )
         except Exception:
             with excutils.save_and_reraise_exception():
+                if since:
+                    # First: a record on a domain Nova just stopped would
+                    # fail Nova's undefine.
+                    self._quietly(checkpoints.forget, dom, since)
                 self._abort_backup(dom, partial)
                 self._undo_store(instance.uuid, index, partial, False)
                 self._quietly(
                     checkpoints.remove, dom, checkpoint, tracked, targets
                 )
-                if since:
-                    self._quietly(checkpoints.forget, dom, since)
         if since:
             # The new bitmap records every write from now on; the old
             # one is of no more use.

@@ -225,6 +225,33 @@ def test_recovery_removes_a_bitmap_a_killed_qemu_left(backend, chain_instance):
     nova_like.undefine_as_nova(inst.dom)
 
 
+def test_nova_undefines_a_running_domain_with_a_checkpoint_record(
+    chain_instance,
+):
+    """Why the record the agent holds during a job's start cannot fail
+    Nova: libvirt refuses Nova's undefine (no CHECKPOINTS_METADATA) only
+    for a domain that is shut off, and the record is only ever on a
+    running one (doc/source/compute.rst)."""
+    inst = chain_instance
+    conn = inst.dom.connect()
+    xml = inst.dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+    record = "<domaincheckpoint><name>{}</name></domaincheckpoint>"
+    inst.dom.checkpointCreateXML(record.format("snapmanager-probe"), 0)
+    assert inst.dom.isActive()
+    nova_like.undefine_as_nova(inst.dom)  # undefines, then destroys
+
+    # Shut off, the same record stops Nova's undefine.
+    inst.dom = conn.defineXML(xml)
+    inst.dom.create()
+    inst.dom.checkpointCreateXML(record.format("snapmanager-probe-2"), 0)
+    inst.dom.destroy()
+    with pytest.raises(libvirt.libvirtError, match="checkpoint"):
+        nova_like.undefine_as_nova(inst.dom)
+    for checkpoint in inst.dom.listAllCheckpoints():
+        checkpoint.delete(libvirt.VIR_DOMAIN_CHECKPOINT_DELETE_METADATA_ONLY)
+    nova_like.undefine_as_nova(inst.dom)
+
+
 class _Conductor:
     """The agent's conductor API, answering every call with nothing."""
 
