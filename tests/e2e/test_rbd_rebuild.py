@@ -1,7 +1,8 @@
 """Nova's rebuild of an RBD-backed server with snapshots, end to end:
 the snapshots stay (``[conductor] keep_on_rebuild``, on by default), out
-of Nova's way, listed and deletable but refused for a restore, and Nova
-does what it does without Snapmanager: a new disk for the rebuilt server.
+of Nova's way, listed, deletable and restorable (copied into the new
+disk), and Nova does what it does without Snapmanager: a new disk for the
+rebuilt server.
 
 Shelve-offload takes the same path (the same release on
 ``instance.shelve_offload.start``:
@@ -43,7 +44,13 @@ def test_rebuild_keeps_the_snapshots(lifecycle):
     disks = lifecycle.disks
     demo = lifecycle.demo
     (server,) = lifecycle.create_servers("rebuild-keep")
+    # Known bytes in the snapshot (written while the server is off: the
+    # guests have no OS), then the server runs again.
+    lifecycle.stop(server)
+    disks.write(server.id, snapshot_lifecycle.SNAPSHOTTED)
     taken = lifecycle.snapshot_now(server)
+    demo.compute.start_server(server)
+    helpers.wait_status(lifecycle.cloud.minicloud, demo, server, "ACTIVE")
     index = row_of(lifecycle, taken["id"]).snapshot_index
     old_disk = disks.identity(server.id)
 
@@ -76,17 +83,27 @@ def test_rebuild_keeps_the_snapshots(lifecycle):
         if not disks.names.is_nova_image(server.id, name)
     ]
     assert kept, disks.leftovers(server.id)
-    # Not restorable in place: refused before the server is touched.
-    refused = lifecycle.cloud.request(
-        USER,
-        "POST",
-        f"/v1/snapshots/{taken['id']}/action",
-        json={"restore": {}},
+    # Restorable: copied into the rebuilt server's new disk, which stays
+    # the very image Nova made.
+    new_disk = disks.identity(server.id)
+    assert not disks.holds(server.id, snapshot_lifecycle.SNAPSHOTTED)
+    operation = lifecycle.cli_json(
+        "server",
+        "snapshot",
+        "restore",
+        taken["id"],
+        "--wait",
+        timeout=snapshot_lifecycle.RESTORE_TIMEOUT,
     )
-    assert refused.status_code == 409, refused.text
-    assert "rebuilt or shelve-offloaded" in refused.text
+    assert (operation["state"], operation["progress"]) == (
+        "succeeded",
+        100,
+    ), operation
+    assert disks.holds(server.id, snapshot_lifecycle.SNAPSHOTTED)
+    assert disks.identity(server.id) == new_disk
     after = demo.compute.get_server(server.id)
     assert (after.status, after.is_locked) == ("ACTIVE", False)
+    assert listed(lifecycle, server.id) == [(taken["id"], "available")]
 
     # Deleted by hand, it takes its kept image along.
     delete_by_hand(lifecycle, taken["id"])

@@ -303,7 +303,7 @@ def test_rebuild_keeps_the_snapshots_unless_the_operator_says_not(ctx, why):
     assert agents.calls == [("release", "compute-1", "rbd", True)]
     kept = db_api.snapshot_get(ctx, snapshot.id)
     assert kept.status == "available"
-    # Marked: not restorable in place any more (the API refuses it).
+    # Marked: a record of where their data is now (kept images).
     assert kept.disks == [dict(disk, kept=True) for disk in RBD_DISKS]
 
     inventory.CONF.set_override("keep_on_rebuild", False, "conductor")
