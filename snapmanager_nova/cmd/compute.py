@@ -28,9 +28,11 @@ def _ignore_libvirt_errors(_context, _error):
 def main(argv=None):
     service.prepare(argv)
     libvirt.registerErrorHandler(_ignore_libvirt_errors, None)
-    # Before any connection opens: only later ones deliver events.
-    events.start_loop()
     privsep.start_daemon()
+    # After the privileged daemon forks (a fork while the event thread
+    # runs could copy a lock it holds), and before any connection opens
+    # (only later ones deliver events).
+    events.start_loop()
     conductor = conductor_rpcapi.ConductorAPI()
     libvirt_conn = connection.LibvirtConnection()
     available = {"file": qcow2.Qcow2Backend, "rbd": rbd.RbdBackend}
