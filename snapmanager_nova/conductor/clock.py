@@ -9,8 +9,9 @@ One tick:
    snapshot row's unique (schedule, instance, window) key makes a retried
    or duplicated claim harmless: the second insert is refused and
    skipped. A snapshot over the project's quota
-   (:func:`snapmanager_nova.quota.check_snapshot`, the API's check too)
-   is not taken: its row is recorded as ``error`` saying why.
+   (:class:`snapmanager_nova.quota.ProjectBudget`, which counts as the
+   API's :func:`~snapmanager_nova.quota.check_snapshot` does) is not
+   taken: its row is recorded as ``error`` saying why.
 2. After the commit, announce each recorded snapshot
    (``snapmanager.snapshot.create.start``) and cast it to the agent on the
    instance's host -- unless Nova is busy with the server
@@ -319,17 +320,8 @@ class ScheduleClock:
                     self.dispatcher.defer(context, snapshot_id, 0, reason)
 
     def _record(self, context, row, instance, window):
-        try:
-            quota.check_snapshot(
-                context,
-                instance.project_id,
-                releasing=lambda: _released_by_retention(
-                    context, row, instance, window
-                ),
-            )
-        except exception.QuotaExceeded as exc:
-            self._refuse(context, row, instance, window, exc)
-            return None
+        """Record one snapshot :meth:`_choose` chose (its quota taken
+        there); its Dispatch, or None if the window was taken meanwhile."""
         try:
             # A savepoint: a refused duplicate must not undo the rest of
             # the tick's transaction.

@@ -566,8 +566,9 @@ class MiniCloud:
                 )
             time.sleep(0.25)
 
-    def _stop(self, state, names):
-        """SIGTERM each process group, wait, then SIGKILL what is left."""
+    def _stop(self, state, names, first=signal.SIGTERM):
+        """Send ``first`` (SIGTERM; SIGKILL for a crash) to each process
+        group, wait, then SIGKILL what is left."""
         records = {
             n: state["processes"][n]
             for n in names
@@ -575,7 +576,7 @@ class MiniCloud:
         }
         for record in records.values():
             try:
-                os.killpg(record["pid"], signal.SIGTERM)
+                os.killpg(record["pid"], first)
             except ProcessLookupError:
                 pass
         deadline = time.monotonic() + STOP_TIMEOUT
@@ -584,7 +585,10 @@ class MiniCloud:
                 self._reap(record["pid"])
                 time.sleep(0.1)
             if self._alive(record):
-                self._say("%s ignored SIGTERM: killing it" % name)
+                self._say(
+                    "%s ignored %s: killing it"
+                    % (name, signal.Signals(first).name)
+                )
                 try:
                     os.killpg(record["pid"], signal.SIGKILL)
                 except ProcessLookupError:

@@ -535,22 +535,12 @@ class Stack(minicloud.cloud.MiniCloud):
         """SIGKILL the compute agents of both hosts, as a crash would:
         no clean shutdown, nothing finished. For recovery tests;
         :meth:`start_agents` brings them back."""
+        names = ["snapmanager-compute", COMPUTE_2]
         state = self._load_state()
-        records = {
-            name: state["processes"].pop(name, None)
-            for name in ("snapmanager-compute", COMPUTE_2)
-        }
-        for record in records.values():
-            if self._alive(record):
-                os.killpg(record["pid"], signal.SIGKILL)
-        deadline = time.monotonic() + minicloud.cloud.STOP_TIMEOUT
-        for name, record in records.items():
-            while self._alive(record):
-                self._reap(record["pid"])
-                if time.monotonic() > deadline:
-                    raise StackError("%s outlived SIGKILL" % name)
-                time.sleep(0.05)
-        self._save_state(state)
+        records = [state["processes"].get(name) for name in names]
+        self._stop(state, names, first=signal.SIGKILL)
+        if any(self._alive(record) for record in records):
+            raise StackError("a compute agent outlived SIGKILL")
 
     def start_agents(self, cloud):
         """Start the compute agents that are not running (after

@@ -58,10 +58,10 @@ Restore
     grows with the virtual size (17/164/684 ms). Clone-and-swap would make
     Nova's image a clone of ours (Nova reads ``parent_info`` to place its
     own snapshots) and strand our other snapshots on an image Nova no
-    longer names: rollback is always used on
-    Nova's images. A running QEMU hands the
-    exclusive lock over on request, so nothing in librbd stops a rollback
-    under a live guest: images another client watches are refused. A disk
+    longer names: rollback is always used on Nova's images. A running
+    QEMU hands the exclusive lock over on request, so nothing in librbd
+    stops a rollback under a live guest: images another client watches
+    are refused. A disk
     Nova grew after the snapshot (resize) is grown back after the
     rollback, which restores the snapshot's size.
 
@@ -532,17 +532,23 @@ class RbdBackend(base.Backend):
             time.monotonic() - started,
         )
 
+    def _kept_holding(self, instance_uuid, pool, index):
+        """States of the instance's kept images in ``pool`` that hold
+        snapshot ``index``."""
+        states = (
+            self._read_image(instance_uuid, pool, name)
+            for name in self._instance_images(pool, instance_uuid)[1]
+        )
+        return [state for state in states if state and state.snap(index)]
+
     def _kept_sources(self, instance_uuid, current, index):
         """{Nova's current disk: the kept image's state} for the disks
         whose snapshot ``index`` is on a kept image of the same disk
         (``disk``, ``disk.local``): Nova replaced them after it."""
         sources = {}
         for pool in sorted({disk.pool for disk in current}):
-            for name in self._instance_images(pool, instance_uuid)[1]:
-                state = self._read_image(instance_uuid, pool, name)
-                if state is None or not state.snap(index):
-                    continue
-                disk_name = self.names.parse_kept_image(name)[2]
+            for state in self._kept_holding(instance_uuid, pool, index):
+                disk_name = self.names.parse_kept_image(state.name)[2]
                 for disk in current:
                     if disk.pool == pool and disk.name == disk_name:
                         sources[disk] = state
@@ -623,13 +629,12 @@ class RbdBackend(base.Backend):
 
     def _why_not_here(self, instance_uuid, index, images):
         pool = CONF.rbd.pool
-        for name in self._instance_images(pool, instance_uuid)[1]:
-            state = self._read_image(instance_uuid, pool, name)
-            if state and state.snap(index):
-                return (
-                    f"it is on {pool}/{name}: the instance's disks were "
-                    "replaced (rebuild, shelve offload) after it was taken"
-                )
+        kept = self._kept_holding(instance_uuid, pool, index)
+        if kept:
+            return (
+                f"it is on {pool}/{kept[0].name}: the instance's disks "
+                "were replaced (rebuild, shelve offload) after it was taken"
+            )
         return f"not found on {', '.join(sorted(images))}"
 
     # Delete

@@ -21,9 +21,11 @@ import pytest
 from snapmanager_nova.compute import events
 from snapmanager_nova.compute import manager as compute_manager
 from snapmanager_nova.compute.backends import checkpoints
+from tests.fixtures.services import wait_until
 from tests.functional.compute import nova_like
 from tests.functional.compute import test_qcow2
 from tests.functional.compute import test_qcow2_recovery
+from tests.functional.compute.test_manager_concurrency import Recorder
 
 pytestmark = pytest.mark.functional
 
@@ -252,13 +254,6 @@ def test_nova_undefines_a_running_domain_with_a_checkpoint_record(
     nova_like.undefine_as_nova(inst.dom)
 
 
-class _Conductor:
-    """The agent's conductor API, answering every call with nothing."""
-
-    def __getattr__(self, method):
-        return lambda *args, **kwargs: None
-
-
 def test_the_agent_removes_a_bitmap_as_soon_as_qemu_dies(
     backend, chain_instance, nova_host
 ):
@@ -270,7 +265,7 @@ def test_the_agent_removes_a_bitmap_as_soon_as_qemu_dies(
     events.start_loop()
     conn = libvirt.open(nova_host["uri"])
     agent = compute_manager.ComputeManager(
-        "host-1", {"file": backend}, _Conductor(), connect=lambda: conn
+        "host-1", {"file": backend}, Recorder(), connect=lambda: conn
     )
     seen = []
     on_crash = agent.crash_watch.on_crash
@@ -283,10 +278,10 @@ def test_the_agent_removes_a_bitmap_as_soon_as_qemu_dies(
     try:
         agent.crash_watch.ensure(conn)
         kill_qemu(inst)
-        deadline = time.monotonic() + 30
-        while checkpoints.our_bitmaps(image_info(inst.path("disk"))):
-            assert time.monotonic() < deadline, "the bitmap stayed"
-            time.sleep(0.1)
+        wait_until(
+            lambda: not checkpoints.our_bitmaps(image_info(inst.path("disk"))),
+            what="the bitmap removed",
+        )
         assert seen == [inst.uuid]
         # Nova's resize works, with no restart of the agent.
         nova_can_resize(inst)
