@@ -31,6 +31,24 @@ def _backend_of(result):
     return found
 
 
+def _created_fields(result):
+    """The snapshot's fields an agent's result of a snapshot made sets."""
+    fields = {
+        "disks": result["disks"],
+        "quiesced": result["quiesced"],
+        # Agents report which of their backends took it: restore and
+        # delete must go to the same one.
+        **_backend_of(result),
+        # The reason of an earlier, retried try is history now.
+        "error": None,
+    }
+    if result.get("size_bytes") is not None:
+        # None: measured later, and recorded then (the size may even
+        # come first: it must not be overwritten).
+        fields["size_bytes"] = result["size_bytes"]
+    return fields
+
+
 class ConductorManager:
     target = messaging.Target(version=rpcapi.ConductorAPI.RPC_API_VERSION)
 
@@ -71,73 +89,63 @@ class ConductorManager:
             )
 
     def snapshot_created(self, context, snapshot_id, result):
-        snapshot = self._record_created(context, snapshot_id, result)
-        if snapshot is not None and self.retention is not None:
-            self.retention.after_success(context, snapshot)
+        created = self._record_created(context, {snapshot_id: result})
+        if created and self.retention is not None:
+            self.retention.after_successes(context, created)
 
     def snapshots_reported(self, context, reports):
         """Outcomes of snapshots an agent got in one ``create_snapshots``
         cast (RPC 1.2), in the order the agent had them: each recorded as
         its own report would be, and retention applied once per instance
-        and schedule of the batch, after the newest of its snapshots."""
-        newest = {}
+        and schedule of the batch, after the newest of its snapshots.
+
+        The successes and the sizes are each recorded in one transaction,
+        and retention reads what it needs in one: a fan-out of snapshots
+        costs a few statements per batch and one UPDATE per snapshot.
+        """
+        results = {}
         sizes = {}
         for report in reports:
             snapshot_id = report["snapshot_id"]
             if "result" in report:
-                snapshot = self._record_created(
-                    context, snapshot_id, report["result"]
-                )
-                if snapshot is not None:
-                    key = (snapshot.instance_uuid, snapshot.schedule_id)
-                    newest[key] = snapshot
+                results[snapshot_id] = report["result"]
             elif "error" in report:
                 self.snapshot_failed(context, snapshot_id, report["error"])
             elif "size_bytes" in report:
                 sizes[snapshot_id] = report["size_bytes"]
-        if sizes:
-            self._record_sizes(context, sizes)
-        if self.retention is not None:
-            for snapshot in newest.values():
-                self.retention.after_success(context, snapshot)
+        created = self._record_created(context, results)
+        # A size may come in the same batch as its result, after it.
+        db_api.snapshots_set_sizes(context, sizes)
+        if self.retention is not None and created:
+            newest = {
+                (row.instance_uuid, row.schedule_id): row for row in created
+            }
+            self.retention.after_successes(context, list(newest.values()))
 
-    @staticmethod
-    def _record_sizes(context, sizes):
-        """Sizes the agent measured after reporting the snapshots, in one
-        transaction (they change nothing else)."""
-        with db_api.context_manager.writer.using(context):
-            for snapshot_id, size_bytes in sizes.items():
-                try:
-                    db_api.snapshot_update(
-                        context, snapshot_id, {"size_bytes": size_bytes}
-                    )
-                except exception.NotFound:
-                    LOG.debug("Size of snapshot %s dropped: gone", snapshot_id)
-
-    def _record_created(self, context, snapshot_id, result):
-        """Record a snapshot made; the row, or None if dropped."""
-        fields = {}
-        if result.get("size_bytes") is not None:
-            # None: measured later, and recorded then (the size may even
-            # come first: it must not be overwritten).
-            fields["size_bytes"] = result["size_bytes"]
-        snapshot = self._set_status(
+    def _record_created(self, context, results):
+        """Record snapshots made ({snapshot id: the agent's result}); the
+        rows moved to available, in the order of ``results`` (a result
+        that no longer fits its row is logged and dropped)."""
+        if not results:
+            return []
+        created, dropped = db_api.snapshots_update_status(
             context,
-            snapshot_id,
+            {
+                snapshot_id: _created_fields(result)
+                for snapshot_id, result in results.items()
+            },
             models.SNAPSHOT_AVAILABLE,
-            disks=result["disks"],
-            quiesced=result["quiesced"],
-            **fields,
-            # Agents report which of their backends took it: restore and
-            # delete must go to the same one.
-            **_backend_of(result),
-            # The reason of an earlier, retried try is history now.
-            error=None,
         )
-        if snapshot is None:
-            return None
-        snapshot_operations.finish(context, snapshot, models.SNAPSHOT_CREATING)
-        return snapshot
+        for snapshot_id, status in dropped.items():
+            LOG.warning(
+                "Result for snapshot %s dropped: %s",
+                snapshot_id,
+                "it is gone" if status is None else f"it is {status}",
+            )
+        snapshot_operations.finish_all(
+            context, created, models.SNAPSHOT_CREATING
+        )
+        return created
 
     def snapshot_failed(self, context, snapshot_id, error):
         """A snapshot could not be made, or could not be deleted."""

@@ -87,53 +87,84 @@ class Retention:
     def after_success(self, context, snapshot):
         """Apply the snapshot's schedule's retention; return the ids of
         the snapshots sent to be deleted."""
-        if snapshot.schedule_id is None:
+        return self.after_successes(context, [snapshot])
+
+    def after_successes(self, context, snapshots):
+        """:meth:`after_success` for several snapshots, each the newest
+        reported of its instance and schedule: everything the planner
+        needs is read in one transaction of a few queries, whatever
+        their number."""
+        scheduled = [row for row in snapshots if row.schedule_id is not None]
+        if not scheduled:
             return []
-        # One read transaction for the schedule, the instance and the
-        # snapshots (each reported snapshot comes here).
         with db_api.context_manager.reader.using(context):
-            found = self._schedule_and_snapshots(context, snapshot)
-        if found is None:
-            return []
-        schedule, instance, policy, snapshots = found
-        doomed = plan(snapshots, policy, self.now(), schedule.timezone)
-        return self.delete(
-            context, instance, doomed, f"retention of schedule {schedule.id}"
-        )
+            found = self._schedules_and_snapshots(context, scheduled)
+        now = self.now()
+        sent = []
+        for schedule, instance, policy, rows in found:
+            doomed = plan(rows, policy, now, schedule.timezone)
+            sent.extend(
+                self.delete(
+                    context,
+                    instance,
+                    doomed,
+                    f"retention of schedule {schedule.id}",
+                )
+            )
+        return sent
 
     @staticmethod
-    def _schedule_and_snapshots(context, snapshot):
+    def _schedules_and_snapshots(context, snapshots):
         """(schedule, instance, retention policy, the schedule's
-        snapshots of the instance), or None when there is nothing to
-        apply."""
-        try:
-            schedule = db_api.schedule_get(context, snapshot.schedule_id)
-        except exception.ScheduleNotFound:
-            return None  # deleted meanwhile: the snapshots roll off by age
-        instance = db_api.instance_get(context, snapshot.instance_uuid)
-        if instance.deleted_at is not None:
-            return None
-        try:
-            policy = schedule_engine.RetentionPolicy.from_dict(
-                schedule.retention or {}
+        snapshots of the instance) for each (instance, schedule) of
+        ``snapshots`` that has something to apply."""
+        pairs = {(row.instance_uuid, row.schedule_id) for row in snapshots}
+        schedule_ids = sorted({schedule_id for _uuid, schedule_id in pairs})
+        uuids = sorted({uuid for uuid, _schedule_id in pairs})
+        schedules = {
+            schedule.id: schedule
+            for schedule in db_api.schedule_list(
+                context, schedule_id=schedule_ids
             )
-        except schedule_engine.RetentionError as exc:
-            # Validated on the way in; keeping everything is the safe
-            # answer to a policy that no longer reads.
-            LOG.error(
-                "Schedule %s: retention %r is unusable (%s); nothing deleted",
-                schedule.id,
-                schedule.retention,
-                exc,
-            )
-            return None
-        snapshots = db_api.snapshot_list(
+        }
+        instances = {
+            instance.uuid: instance
+            for instance in db_api.instance_list_by_uuids(context, uuids)
+        }
+        kept = collections.defaultdict(list)
+        for row in db_api.snapshot_list(
             context,
-            schedule_id=schedule.id,
-            instance_uuid=instance.uuid,
+            schedule_id=schedule_ids,
+            instance_uuid=uuids,
             status=NOT_DELETED,
-        )
-        return schedule, instance, policy, snapshots
+        ):
+            kept[(row.instance_uuid, row.schedule_id)].append(row)
+        found = []
+        for uuid, schedule_id in sorted(pairs):
+            schedule = schedules.get(schedule_id)
+            instance = instances.get(uuid)
+            if schedule is None:
+                continue  # deleted meanwhile: they roll off by age
+            if instance is None or instance.deleted_at is not None:
+                continue
+            try:
+                policy = schedule_engine.RetentionPolicy.from_dict(
+                    schedule.retention or {}
+                )
+            except schedule_engine.RetentionError as exc:
+                # Validated on the way in; keeping everything is the safe
+                # answer to a policy that no longer reads.
+                LOG.error(
+                    "Schedule %s: retention %r is unusable (%s); nothing "
+                    "deleted",
+                    schedule.id,
+                    schedule.retention,
+                    exc,
+                )
+                continue
+            rows = kept[(uuid, schedule_id)]
+            found.append((schedule, instance, policy, rows))
+        return found
 
     def roll_off(self, context):
         """Periodic task: delete the snapshots no live schedule keeps.

@@ -11,6 +11,8 @@ notifications`). Restores also name a snapshot but are the restore
 orchestrator's.
 """
 
+import collections
+
 from oslo_log import log as logging
 
 from snapmanager_nova import exception
@@ -31,6 +33,15 @@ def finish(context, snapshot, previous, error=None, freed_bytes=None):
     and announce the change. ``freed_bytes``: what a deletion freed, as
     the agent reports it. Returns the ids of the operations finished.
     """
+    return finish_all(context, [snapshot], previous, error, freed_bytes)[
+        snapshot.id
+    ]
+
+
+def finish_all(context, snapshots, previous, error=None, freed_bytes=None):
+    """:func:`finish` for several snapshots that made the same move, their
+    operations read in one query. Returns {snapshot id: the ids of its
+    operations finished}."""
     if error is None:
         values = {"state": models.OPERATION_SUCCEEDED, "step": "done"}
     else:
@@ -38,22 +49,35 @@ def finish(context, snapshot, previous, error=None, freed_bytes=None):
             "state": models.OPERATION_FAILED,
             "error": str(error)[:MAX_ERROR],
         }
-    finished = []
-    for operation in db_api.operation_list_unfinished_for_snapshot(
-        context, snapshot.id, FOLLOWING_TYPES
-    ):
-        try:
-            db_api.operation_update(context, operation.id, values)
-        except (exception.InvalidStatusTransition, exception.NotFound) as exc:
-            # Finished meanwhile by another conductor: nothing to do.
-            LOG.debug("Operation %s moved on: %s", operation.id, exc)
-            continue
-        finished.append(operation.id)
-    notifier.snapshot_changed(
-        context,
-        snapshot,
-        previous,
-        operation_id=finished[0] if finished else None,
-        freed_bytes=freed_bytes,
-    )
+    following = collections.defaultdict(list)
+    if snapshots:
+        for operation in db_api.operation_list_unfinished_for_snapshot(
+            context, [snapshot.id for snapshot in snapshots], FOLLOWING_TYPES
+        ):
+            following[operation.snapshot_id].append(operation)
+    finished = {}
+    for snapshot in snapshots:
+        done = finished[snapshot.id] = [
+            operation.id
+            for operation in following[snapshot.id]
+            if _finish_operation(context, operation.id, values)
+        ]
+        notifier.snapshot_changed(
+            context,
+            snapshot,
+            previous,
+            operation_id=done[0] if done else None,
+            freed_bytes=freed_bytes,
+        )
     return finished
+
+
+def _finish_operation(context, operation_id, values):
+    """Whether the operation was finished here, with ``values``."""
+    try:
+        db_api.operation_update(context, operation_id, values)
+    except (exception.InvalidStatusTransition, exception.NotFound) as exc:
+        # Finished meanwhile by another conductor: nothing to do.
+        LOG.debug("Operation %s moved on: %s", operation_id, exc)
+        return False
+    return True

@@ -24,6 +24,7 @@ import collections
 import datetime
 
 import sqlalchemy as sa
+from oslo_db import api as oslo_db_api
 from oslo_db import exception as db_exc
 from oslo_db.sqlalchemy import enginefacade
 from sqlalchemy import orm
@@ -414,13 +415,17 @@ def schedule_list(
     is_project_default=None,
     enabled=None,
     source=None,
+    schedule_id=None,
 ):
     """Schedules matching every filter given, oldest first.
 
-    ``project_id=P, is_project_default=True`` gives the defaults of P.
+    ``project_id=P, is_project_default=True`` gives the defaults of P;
+    ``schedule_id`` is one id or a list.
     """
     schedule = models.Schedule
     stmt = sa.select(schedule)
+    if schedule_id is not None:
+        stmt = stmt.where(_in(schedule.id, schedule_id))
     if instance_uuid is not None:
         stmt = stmt.where(schedule.instance_uuid == instance_uuid)
     if project_id is not None:
@@ -715,36 +720,29 @@ def snapshot_list(
     """Snapshots matching every filter, one page at a time.
 
     Ordered by (created_at, id); ``marker`` is the id of the last snapshot
-    of the previous page. ``status`` may be one status or a list.
+    of the previous page. ``instance_uuid``, ``status`` and
+    ``schedule_id`` may each be one value or a list.
     """
     snapshot = models.Snapshot
     stmt = sa.select(snapshot)
     if instance_uuid is not None:
-        stmt = stmt.where(snapshot.instance_uuid == instance_uuid)
+        stmt = stmt.where(_in(snapshot.instance_uuid, instance_uuid))
     if project_id is not None:
         stmt = stmt.where(snapshot.project_id == project_id)
     if status is not None:
         stmt = stmt.where(_in(snapshot.status, status))
     if schedule_id is not None:
-        stmt = stmt.where(snapshot.schedule_id == schedule_id)
+        stmt = stmt.where(_in(snapshot.schedule_id, schedule_id))
     return _paginate(context.session, stmt, snapshot, limit, marker, sort_dir)
 
 
-@context_manager.writer
-def snapshot_update_status(context, snapshot_id, new_status, **fields):
-    """Move a snapshot to ``new_status`` and record ``fields`` with it.
-
-    Only the moves of ``models.SNAPSHOT_TRANSITIONS`` are allowed; any
-    other raises InvalidStatusTransition naming both statuses, and so does
-    losing a race to a concurrent writer. ``completed_at`` defaults to now
-    on reaching available or error the first time, ``deleted_at`` on
-    reaching deleted.
-    """
+def _status_change(snapshot_id, new_status, fields, now):
+    """(the values, the statuses it may move from, the WHERE clauses) of
+    moving a snapshot to ``new_status`` with ``fields``: see
+    :func:`snapshot_update_status`."""
     _check_choice("status", new_status, models.SNAPSHOT_STATUSES)
     _check_fields(fields, _SNAPSHOT_RESULT_FIELDS, "a snapshot update")
-    session = context.session
     snapshot = models.Snapshot
-    now = models.utcnow()
     values = dict(fields, status=new_status, updated_at=now)
     if new_status in (models.SNAPSHOT_AVAILABLE, models.SNAPSHOT_ERROR):
         values.setdefault(
@@ -771,6 +769,24 @@ def snapshot_update_status(context, snapshot_id, new_status, **fields):
         # In the same statement: a restore recorded meanwhile is seen
         # (InnoDB reads the subquery with locks), and loses nothing.
         where.append(~_held_snapshot(snapshot_id).exists())
+    return values, allowed_from, where
+
+
+@context_manager.writer
+def snapshot_update_status(context, snapshot_id, new_status, **fields):
+    """Move a snapshot to ``new_status`` and record ``fields`` with it.
+
+    Only the moves of ``models.SNAPSHOT_TRANSITIONS`` are allowed; any
+    other raises InvalidStatusTransition naming both statuses, and so does
+    losing a race to a concurrent writer. ``completed_at`` defaults to now
+    on reaching available or error the first time, ``deleted_at`` on
+    reaching deleted.
+    """
+    session = context.session
+    values, allowed_from, where = _status_change(
+        snapshot_id, new_status, fields, models.utcnow()
+    )
+    snapshot = models.Snapshot
     if not _conditional_update(session, snapshot, snapshot_id, where, values):
         current = _snapshot_get(session, snapshot_id)
         if current.status in allowed_from:
@@ -786,6 +802,49 @@ def snapshot_update_status(context, snapshot_id, new_status, **fields):
             to_status=new_status,
         )
     return _get(session, snapshot, snapshot_id)
+
+
+# Two conductors recording batches that share rows (a report sent again)
+# may lock them in different orders; the batch is idempotent, so it is
+# simply run again.
+@oslo_db_api.wrap_db_retry(max_retries=5, retry_on_deadlock=True)
+@context_manager.writer
+def snapshots_update_status(context, changes, new_status):
+    """Move many snapshots to ``new_status`` in one transaction, each as
+    :func:`snapshot_update_status` would with its fields: ``changes``
+    maps a snapshot id to its fields.
+
+    A snapshot that may not move (it moved on meanwhile, or is gone) is
+    left as it is. Returns (the rows moved, in the order of ``changes``;
+    {snapshot id: the status found, None if gone} of the others).
+    """
+    session = context.session
+    snapshot = models.Snapshot
+    now = models.utcnow()
+    moved = set()
+    # Rows locked in one order, whoever records them.
+    for snapshot_id in sorted(changes):
+        values, _allowed, where = _status_change(
+            snapshot_id, new_status, changes[snapshot_id], now
+        )
+        if _conditional_update(session, snapshot, snapshot_id, where, values):
+            moved.add(snapshot_id)
+    rows = {}
+    if moved:
+        stmt = (
+            sa.select(snapshot)
+            .where(snapshot.id.in_(sorted(moved)))
+            .execution_options(populate_existing=True)
+        )
+        rows = {row.id: row for row in session.execute(stmt).scalars()}
+    others = [key for key in changes if key not in moved]
+    found = dict.fromkeys(others)
+    if others:
+        stmt = sa.select(snapshot.id, snapshot.status).where(
+            snapshot.id.in_(others)
+        )
+        found.update(session.execute(stmt).tuples().all())
+    return [rows[key] for key in changes if key in rows], found
 
 
 # The compute agents' binary, as their heartbeats record it.
@@ -865,6 +924,27 @@ def snapshot_update(context, snapshot_id, values):
         setattr(snapshot, name, value)
     session.flush()
     return snapshot
+
+
+@context_manager.writer
+def snapshots_set_sizes(context, sizes):
+    """Record the sizes agents measured ({snapshot id: bytes}) in one
+    statement per row and one transaction; a snapshot gone is skipped."""
+    if not sizes:
+        return
+    table = models.Snapshot.__table__
+    stmt = (
+        sa.update(table)
+        .where(table.c.id == sa.bindparam("snapshot_id"))
+        .values(size_bytes=sa.bindparam("size"))
+    )
+    context.session.execute(
+        stmt,
+        [
+            {"snapshot_id": snapshot_id, "size": size}
+            for snapshot_id, size in sizes.items()
+        ],
+    )
 
 
 # Operations
@@ -1618,12 +1698,13 @@ def instance_list_with_snapshot_indexes(context, after=None, limit=None):
 
 @context_manager.reader
 def operation_list_unfinished_for_snapshot(context, snapshot_id, types):
-    """The pending or running operations of ``types`` on a snapshot."""
+    """The pending or running operations of ``types`` on a snapshot, or
+    on any of a list of snapshots."""
     operation = models.Operation
     stmt = (
         sa.select(operation)
         .where(
-            operation.snapshot_id == snapshot_id,
+            _in(operation.snapshot_id, snapshot_id),
             operation.type.in_(types),
             operation.state.in_(
                 (models.OPERATION_PENDING, models.OPERATION_RUNNING)

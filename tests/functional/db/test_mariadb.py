@@ -208,6 +208,32 @@ def test_a_blocked_writer_sees_the_winners_status(ctx, instance):
     assert db_api.snapshot_get(ctx, snapshot.id).status == "deleting"
 
 
+def test_batches_sharing_rows_move_each_row_once(ctx, instance):
+    """Two conductors recording the same results at once (an agent that
+    sent its batch again), their rows given in opposite orders: each row
+    moves once, both calls succeed, and what one moved the other reports
+    as already there."""
+    rows = [fixtures.make_snapshot(ctx, instance) for _ in range(40)]
+    ids = [row.id for row in rows]
+    fields = {"disks": [], "quiesced": False, "backend": "rbd"}
+
+    def record(order):
+        return db_api.snapshots_update_status(
+            sm_context.get_admin_context(),
+            {snapshot_id: fields for snapshot_id in order},
+            "available",
+        )
+
+    orders = iter([ids, ids[::-1]])
+    results = run_threads(2, lambda: record(next(orders)))
+    assert not [r for r in results if isinstance(r, Exception)], results
+    moved = [[row.id for row in result[0]] for result in results]
+    assert sorted(moved[0] + moved[1]) == sorted(ids)
+    for (_rows, found), others in zip(results, reversed(moved), strict=True):
+        assert found == dict.fromkeys(others, "available")
+    assert {db_api.snapshot_get(ctx, i).status for i in ids} == {"available"}
+
+
 def test_concurrent_index_allocation_never_repeats(ctx, instance):
     def allocate_ten():
         context = sm_context.get_admin_context()

@@ -302,12 +302,13 @@ def test_batched_reports_are_each_recorded_and_retention_runs_once(
     )
     failing = snap(ctx, other, None, day(21), status="creating")
     runs = []
-    after_success = conductor.retention.after_success
+    after_successes = conductor.retention.after_successes
     monkeypatch.setattr(
         conductor.retention,
-        "after_success",
-        lambda context, row: (
-            runs.append(row.id) or after_success(context, row)
+        "after_successes",
+        lambda context, rows: (
+            runs.append([row.id for row in rows])
+            or after_successes(context, rows)
         ),
     )
     result = dict(RESULT, size_bytes=None, quiesced=False, pause_seconds=0)
@@ -328,10 +329,47 @@ def test_batched_reports_are_each_recorded_and_retention_runs_once(
         "error",
     ]
     # Once for the instance and schedule, after the newest of the batch.
-    assert runs == [second.id]
+    assert runs == [[second.id]]
     assert db_api.snapshot_get(ctx, second.id).size_bytes == 4096
     assert sorted(call[2] for call in compute.of("delete")) == sorted(
         [older.id, first.id]
+    )
+
+
+def test_one_batch_applies_each_instances_retention(
+    ctx, conductor, compute, instance
+):
+    """A batch over several instances and schedules: each pair's own
+    policy, read together, decides; a result that no longer fits its
+    row changes nothing."""
+    other = db_fixtures.make_instance(
+        ctx, host="compute-1", backend="file", snapshot_enabled=True
+    )
+    mine = make_schedule(ctx, instance, keep_count=1)
+    theirs = make_schedule(ctx, other, keep_count=2)
+    my_old = snap(ctx, instance, mine, day(19))
+    their_old = [snap(ctx, other, theirs, day(n)) for n in (18, 19)]
+    my_new = snap(ctx, instance, mine, day(20), status="creating")
+    their_new = snap(ctx, other, theirs, day(20), status="creating")
+    late = snap(ctx, other, None, day(20), status="error")
+    result = dict(RESULT, size_bytes=None, quiesced=False, pause_seconds=0)
+    conductor.snapshots_reported(
+        ctx,
+        [
+            {"snapshot_id": my_new.id, "result": result},
+            {"snapshot_id": late.id, "result": result},
+            {"snapshot_id": their_new.id, "result": result},
+        ],
+    )
+    assert statuses(ctx, [my_old, my_new, late, their_new]) == [
+        "deleting",
+        "available",
+        "error",
+        "available",
+    ]
+    assert statuses(ctx, their_old) == ["deleting", "available"]
+    assert sorted(call[2] for call in compute.of("delete")) == sorted(
+        [my_old.id, their_old[0].id]
     )
 
 

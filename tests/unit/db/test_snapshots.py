@@ -191,6 +191,46 @@ def test_transition_records_the_results(ctx, instance):
     assert gone.deleted_at is not None
 
 
+def test_a_batch_moves_what_may_move_and_says_what_it_found(ctx, instance):
+    creating = [fixtures.make_snapshot(ctx, instance) for _ in range(3)]
+    deleting = snapshot_in(ctx, instance, "deleting")
+    disks = [{"target": "vda", "pool": "vms", "image": "x_disk"}]
+    changes = {
+        creating[2].id: {"disks": disks, "size_bytes": 7},
+        deleting.id: {"disks": disks},
+        "gone": {"disks": disks},
+        creating[0].id: {"disks": disks, "quiesced": True},
+    }
+    moved, found = db_api.snapshots_update_status(ctx, changes, "available")
+    # In the order given, each with its own fields.
+    assert [row.id for row in moved] == [creating[2].id, creating[0].id]
+    assert [row.status for row in moved] == ["available", "available"]
+    assert (moved[0].size_bytes, moved[0].quiesced) == (7, False)
+    assert (moved[1].size_bytes, moved[1].quiesced) == (None, True)
+    assert all(row.completed_at is not None for row in moved)
+    assert found == {deleting.id: "deleting", "gone": None}
+    assert db_api.snapshot_get(ctx, deleting.id).disks != disks
+    assert db_api.snapshot_get(ctx, creating[1].id).status == "creating"
+    # Recorded again (a report sent twice): nothing moves.
+    again, found = db_api.snapshots_update_status(
+        ctx, {creating[0].id: {}}, "available"
+    )
+    assert (again, found) == ([], {creating[0].id: "available"})
+    with pytest.raises(exception.Invalid):
+        db_api.snapshots_update_status(
+            ctx, {creating[1].id: {"schedule_id": None}}, "available"
+        )
+    assert db_api.snapshot_get(ctx, creating[1].id).status == "creating"
+
+
+def test_sizes_are_recorded_in_one_go(ctx, instance):
+    first, second = (fixtures.make_snapshot(ctx, instance) for _ in range(2))
+    db_api.snapshots_set_sizes(ctx, {first.id: 10, second.id: 2**41, "x": 1})
+    assert db_api.snapshot_get(ctx, first.id).size_bytes == 10
+    assert db_api.snapshot_get(ctx, second.id).size_bytes == 2**41
+    db_api.snapshots_set_sizes(ctx, {})
+
+
 def test_transition_rejects_bad_input(ctx, instance):
     snapshot = fixtures.make_snapshot(ctx, instance)
     with pytest.raises(exception.Invalid):
@@ -232,6 +272,12 @@ def test_list_filters(ctx, instance, schedule):
         scheduled.id,
         failed.id,
     }
+    assert ids(instance_uuid=[instance.uuid, other.uuid]) == {
+        scheduled.id,
+        failed.id,
+        theirs.id,
+    }
+    assert ids(schedule_id=[schedule.id], instance_uuid=[other.uuid]) == set()
 
 
 def walk(ctx, limit, sort_dir="asc", **filters):
