@@ -25,11 +25,14 @@ import threading
 from importlib import metadata
 
 INTERVAL = 0.005
+# Looks between two writes of the file while the service runs (~1 s).
+WRITE_EVERY = 200
 TOP = 25
 
 
 class Sampler:
-    def __init__(self):
+    def __init__(self, out=None):
+        self.out = out
         self.inclusive = collections.Counter()
         self.own = collections.Counter()
         self.samples = 0
@@ -42,7 +45,13 @@ class Sampler:
 
     def _run(self):
         me = threading.get_ident()
+        looks = 0
         while not self._stop.wait(INTERVAL):
+            looks += 1
+            if self.out is not None and looks % WRITE_EVERY == 0:
+                # Also written now and then: a service killed because
+                # it did not stop in time still leaves its samples.
+                self._write(self.out)
             frames = sys._current_frames()
             for thread in threading.enumerate():
                 ident = thread.ident
@@ -78,8 +87,16 @@ class Sampler:
                 seen.add(key)
             frame = frame.f_back
 
-    def write(self, path):
+    def write(self):
+        """Stop sampling and write the counts to ``out`` (once)."""
+        if self._stop.is_set():
+            return
         self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        self._write(self.out)
+
+    def _write(self, path):
         lines = [f"samples {self.samples}"]
         ours = collections.Counter(
             {
@@ -118,14 +135,14 @@ def _short(key):
 def main():
     out, binary, *args = sys.argv[1:]
     (entry,) = metadata.entry_points(group="console_scripts", name=binary)
-    sampler = Sampler()
-    atexit.register(sampler.write, out)
+    sampler = Sampler(out)
+    atexit.register(sampler.write)
     sys.argv = [binary, *args]
     sampler.start()
     try:
         sys.exit(entry.load()())
     finally:
-        sampler.write(out)
+        sampler.write()
 
 
 if __name__ == "__main__":

@@ -64,10 +64,13 @@ URGENT_WORKERS = 4
 # most this many, and none held longer than REPORT_DELAY seconds.
 REPORT_BATCH = 50
 REPORT_DELAY = 0.2
-# Sizes of snapshots are measured once the agent has no other work, or
-# after this many seconds of waiting for that: a fan-out of snapshots
-# is not slowed by walks over images that nothing waits for.
+# Sizes of snapshots are measured once the agent has had no other work
+# for SIZE_QUIET seconds, or after SIZE_DELAY seconds of waiting for
+# that: a fan-out of snapshots, which comes in several messages with
+# short gaps between them, is not slowed by walks over images that
+# nothing waits for.
 SIZE_DELAY = 60
+SIZE_QUIET = 2
 
 
 class BatchedReports:
@@ -161,12 +164,15 @@ class InstanceQueues:
         self._running = set()
         self._pooled = set()
         self._guard = threading.Lock()
+        # When work was last queued or running.
+        self._last_busy = time.monotonic()
 
     def submit(self, instance_uuid, func, *args, urgent=False):
         """Queue ``func(*args)`` for the instance; return its Future."""
         future = concurrent.futures.Future()
         item = (future, func, args, urgent)
         with self._guard:
+            self._last_busy = time.monotonic()
             queue = self._queues.setdefault(instance_uuid, collections.deque())
             if not urgent:
                 queue.append(item)
@@ -205,6 +211,7 @@ class InstanceQueues:
                     self._running.discard(instance_uuid)
                     if not queue:
                         del self._queues[instance_uuid]
+                        self._last_busy = time.monotonic()
                     elif instance_uuid not in self._pooled:
                         # The rest waits for a worker, as it would have.
                         self._pooled.add(instance_uuid)
@@ -222,17 +229,19 @@ class InstanceQueues:
                 with self._guard:
                     queue.popleft()
 
-    def wait_idle(self, timeout, poll=0.1):
-        """Wait until no work is queued or running on any instance, at
-        most ``timeout`` seconds; whether it is idle."""
+    def wait_idle(self, timeout, poll=0.1, stop=None, quiet=0.0):
+        """Wait until no work has been queued or running on any instance
+        for ``quiet`` seconds, at most ``timeout`` seconds, and not once
+        the event ``stop`` is set; whether it is idle."""
         deadline = time.monotonic() + timeout
+        stop = stop or threading.Event()
         while True:
             with self._guard:
-                if not self._queues:
+                idle_for = time.monotonic() - self._last_busy
+                if not self._queues and idle_for >= quiet:
                     return True
-            if time.monotonic() >= deadline:
+            if time.monotonic() >= deadline or stop.wait(poll):
                 return False
-            time.sleep(poll)
 
     def shutdown(self, wait=True):
         self._urgent_pool.shutdown(wait=wait)
@@ -255,6 +264,9 @@ class ComputeManager:
         # Sizes are measured after the snapshot is reported, one at a
         # time, so that walking images never takes a snapshot's worker.
         self._sizing = futurist.ThreadPoolExecutor(max_workers=1)
+        # Set when the agent stops: sizes not measured yet are left
+        # unknown rather than holding up the agent's exit.
+        self._stopping = threading.Event()
         # Cleans up after a QEMU that died, as soon as libvirt says so.
         self.crash_watch = events.CrashWatch(self._qemu_died)
 
@@ -312,6 +324,7 @@ class ComputeManager:
         return actions
 
     def cleanup_host(self):
+        self._stopping.set()
         self.queues.shutdown()
         self.reports.flush()
         self._sizing.shutdown(wait=False)
@@ -550,7 +563,11 @@ class ComputeManager:
         """Tell the conductor, with the batched reports, the size of a
         snapshot reported without one (an RBD snapshot: a walk over the
         image's objects)."""
-        self.queues.wait_idle(SIZE_DELAY)
+        self.queues.wait_idle(
+            SIZE_DELAY, stop=self._stopping, quiet=SIZE_QUIET
+        )
+        if self._stopping.is_set():
+            return
         measured = self._measured(backend, instance_uuid, index, result)
         if measured is None:
             return

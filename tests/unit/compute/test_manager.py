@@ -387,6 +387,32 @@ def test_urgent_work_hands_the_rest_back_to_the_workers():
     assert order == ["urgent", "queued"]
 
 
+def test_idle_means_quiet_for_a_while():
+    """Sizes wait for a quiet agent: a gap between two messages of a
+    fan-out is not idle yet, and stopping the agent ends the wait."""
+    queues = compute_manager.InstanceQueues(2)
+    queues.submit("i-1", time.sleep, 0.2).result(timeout=30)
+    idle = []
+    waiter = threading.Thread(
+        target=lambda: idle.append(queues.wait_idle(30, poll=0.01, quiet=1))
+    )
+    waiter.start()
+    # Work comes again before the quiet time is over: still waiting.
+    time.sleep(0.5)
+    queues.submit("i-2", time.sleep, 0.2).result(timeout=30)
+    ended = time.monotonic()
+    waiter.join(timeout=30)
+    assert idle == [True]
+    assert time.monotonic() - ended >= 0.9
+    queues.submit("i-1", time.sleep, 0).result(timeout=30)
+    assert not queues.wait_idle(0.05, poll=0.01, quiet=1)
+    stop = threading.Event()
+    stop.set()
+    assert not queues.wait_idle(30, poll=0.01, stop=stop, quiet=60)
+    assert queues.wait_idle(0, quiet=0)
+    queues.shutdown()
+
+
 def test_mixed_backends_are_refused(agent):
     mgr, _, _ = agent
     from snapmanager_nova.compute import domain
