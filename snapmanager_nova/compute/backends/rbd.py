@@ -37,8 +37,11 @@ Crash safety
     Before anything is snapshotted, the instance's intent object
     (``<prefix>intent-<uuid>``, a RADOS object in the pool, not an image)
     gets the omap key ``<prefix>pending-<index>``, removed once the set is
-    complete. The images themselves are not written: their metadata goes
-    through the exclusive lock the guest's QEMU holds. Listings skip
+    complete. For a one-disk instance that is one write, sent while the
+    image opens: it sets the key unless the key is there already (an
+    earlier attempt's), and the snapshot waits for its answer. The
+    images themselves are not written: their metadata goes through the
+    exclusive lock the guest's QEMU holds. Listings skip
     snapshots with an intent (or a metadata mark of an older agent);
     recovery discards them on all the instance's images and clears group
     memberships; a retry of the index removes what the earlier attempt
@@ -206,24 +209,14 @@ class RbdBackend(base.Backend):
         )
 
     def _snapshot_one(self, instance, dom, disk, index, quiesce):
-        """A one-disk instance's snapshot with one open of its image: the
-        checks the general path makes before the intent (index not in
-        use, no older agent's mark) are made in the open that takes the
-        snapshot, after the intent, and a snapshot that cannot be taken
-        there takes the intent back unchanged. None: left to the general
-        path (an earlier attempt at ``index`` to clean up first)."""
+        """A one-disk instance's snapshot in one call: the intent is
+        claimed while the image opens, and the checks the general path
+        makes before the intent (index not in use, no older agent's
+        mark) are made in the open that takes the snapshot; a snapshot
+        that cannot be taken there takes the intent back unchanged.
+        None: left to the general path (an earlier attempt at ``index``
+        to clean up first, or an older agent's mark)."""
         uuid = instance.uuid
-        key = self.names.pending_key(index)
-        claimed = self._ceph(
-            f"record intent {key} of {uuid}",
-            rbd_images.intent_claim,
-            self._client.ioctx(disk.pool),
-            self.names.intent_object(uuid),
-            key,
-            json.dumps([f"{disk.pool}/{disk.image}"]),
-        )
-        if not claimed:
-            return None
         try:
             started = time.monotonic()
             with guest.frozen(
@@ -236,12 +229,14 @@ class RbdBackend(base.Backend):
                 refused, created = self._ceph(
                     f"snapshot {disk.pool}/{disk.image}@"
                     f"{self.names.snapshot(index)}",
-                    rbd_images.snapshot_checked,
+                    rbd_images.snapshot_claimed,
                     self._client.ioctx(disk.pool),
                     disk.image,
                     self.names,
                     self.names.group(uuid),
                     index,
+                    self.names.intent_object(uuid),
+                    json.dumps([f"{disk.pool}/{disk.image}"]),
                 )
                 if created is not None:
                     _test_crash_point("image-snapshotted")
@@ -249,6 +244,8 @@ class RbdBackend(base.Backend):
         except BaseException as exc:
             self._discard_after_failure(uuid, [disk], index, exc)
             raise
+        if refused == rbd_images.CLAIMED:
+            return None  # nothing written: the general path cleans up
         if refused is not None:
             # Nothing was made: the intent goes as it came.
             self._forget_intent(disk.pool, uuid, index)

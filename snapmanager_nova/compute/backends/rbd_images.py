@@ -8,6 +8,7 @@ functions, so that modules importing this one load without them.
 """
 
 import dataclasses
+import errno
 
 from snapmanager_nova.compute import calls
 
@@ -150,25 +151,52 @@ def _pending_marks(image, names):
     return marks - {None}
 
 
-# What snapshot_checked found instead of making the snapshot.
+# What snapshot_claimed found instead of making the snapshot.
+CLAIMED = "claimed"  # an earlier attempt's intent: nothing was written
 MISSING = "missing"  # no such image
 IN_USE = "in use"  # the index is taken (a plain or a group snapshot)
 MARKED = "marked"  # an older agent's mark says the index is being taken
 
 
-def snapshot_checked(ioctx, name, names, group_name, index):
-    """Snapshot ``index`` of the image, checked and made in its one
-    read-write open: ``(None, (snapshot id, provisioned size))``, or
-    ``(reason, None)`` (:data:`MISSING`, :data:`IN_USE`, :data:`MARKED`)
-    when it was not made. The checks are :func:`read_image`'s, without
-    an open of their own."""
+def snapshot_claimed(ioctx, name, names, group_name, index, intent, value):
+    """Snapshot ``index`` of the image under the instance's crash intent,
+    in one call: the intent (``value`` under the index's key in the
+    object ``intent``) is claimed while the image opens, and the
+    snapshot is made only once the claim is on the OSD.
+
+    Returns ``(None, (snapshot id, provisioned size))``, or ``(reason,
+    None)`` when it was not made: :data:`CLAIMED` (nothing written), or
+    :data:`MISSING`, :data:`IN_USE`, :data:`MARKED` (the intent was
+    recorded; the caller takes it back). The checks are
+    :func:`read_image`'s, in the open that takes the snapshot.
+    """
+    import rados
     import rbd
 
+    op = ioctx.create_write_op()
+    image = None
     try:
-        image = rbd.Image(ioctx, name)
-    except rbd.ImageNotFound:
-        return MISSING, None
-    try:
+        # One write: the object is created if need be, and the key set
+        # unless there already (an absent key compares equal to the
+        # empty value, which no intent has).
+        op.new(rados.LIBRADOS_CREATE_IDEMPOTENT)
+        key = names.pending_key(index)
+        op.omap_cmp(key, "", rados.LIBRADOS_CMPXATTR_OP_EQ)
+        ioctx.set_omap(op, (key,), (value.encode(),))
+        claim = ioctx.operate_aio_write_op(op, intent)
+        try:
+            try:
+                image = rbd.Image(ioctx, name)
+            except rbd.ImageNotFound:
+                pass
+        finally:
+            # Always waited for: a write landing after this call has
+            # returned would outlive what its caller cleans up.
+            claim.wait_for_complete()
+        if not _claimed(claim, intent):
+            return CLAIMED, None
+        if image is None:
+            return MISSING, None
         if any(
             snap.index == index for snap in _snaps(image, names, group_name)
         ):
@@ -182,7 +210,23 @@ def snapshot_checked(ioctx, name, names, group_name, index):
         image.create_snap(snap_name)
         return None, (image.snap_get_id(snap_name), image.size())
     finally:
-        image.close()
+        if image is not None:
+            image.close()
+        ioctx.release_write_op(op)
+
+
+def _claimed(completion, object_name):
+    """Whether the claim recorded its key (False: the key was there)."""
+    import rados
+
+    result = completion.get_return_value()
+    if result == -errno.ECANCELED:
+        return False  # the comparison failed: an earlier attempt's
+    if result < 0:
+        raise rados.OSError(
+            f"claim of intent object {object_name}", errno=-result
+        )
+    return True
 
 
 def measure_snapshot(ioctx, name, snap_name):
@@ -457,16 +501,6 @@ def intent_set(ioctx, object_name, key, value):
     with rados.WriteOpCtx() as op:
         ioctx.set_omap(op, (key,), (value.encode(),))
         ioctx.operate_write_op(op, object_name)
-
-
-def intent_claim(ioctx, object_name, key, value):
-    """:func:`intent_set` unless ``key`` is recorded already (an earlier
-    attempt's, for the caller to clean up first); whether it was set.
-    The read and the write in one call: one hop to the pool, not two."""
-    if key in intent_read(ioctx, object_name):
-        return False
-    intent_set(ioctx, object_name, key, value)
-    return True
 
 
 def intent_read(ioctx, object_name):

@@ -7,6 +7,7 @@ import pytest
 
 from snapmanager_nova import exception
 from snapmanager_nova.compute.backends import rbd as rbd_mod
+from snapmanager_nova.compute.backends import rbd_images
 from tests.functional.compute import rbd_helpers as helpers
 
 # The fixtures this module uses, from the shared helpers.
@@ -206,6 +207,62 @@ def test_an_index_is_never_taken_twice(rbd_backend, rbd_instance, ceph_client):
     # The refused attempt did not touch the existing snapshot.
     assert helpers.snapshots(ceph_client, layout.image()) == ["snapmanager-1"]
     assert rbd_backend.list_indexes(layout.uuid) == [1]
+
+
+def test_the_intent_is_claimed_in_the_call_that_snapshots(
+    rbd_backend, rbd_instance, ceph_client, rbd_conf
+):
+    """One disk: the intent's claim goes with the snapshot's open, and
+    says whether an earlier attempt's intent is there; only a free index
+    is snapshotted, and an earlier attempt's intent is left as it was."""
+    layout = rbd_instance()
+    names = rbd_backend.names
+    ioctx = rbd_backend._client.ioctx(rbd_conf["pool"])
+
+    def claim(index, image=None):
+        return rbd_images.snapshot_claimed(
+            ioctx,
+            image or layout.image(),
+            names,
+            names.group(layout.uuid),
+            index,
+            names.intent_object(layout.uuid),
+            f'["attempt of {index}"]',
+        )
+
+    refused, (snap_id, size) = claim(1)
+    assert refused is None and size == helpers.DISK_SIZE
+    assert helpers.snapshots(ceph_client, layout.image()) == ["snapmanager-1"]
+    assert helpers.intents(ceph_client, layout.uuid) == {
+        names.pending_key(1): '["attempt of 1"]'
+    }
+    # The index's intent is there: nothing is written, not even the value.
+    assert claim(1) == (rbd_images.CLAIMED, None)
+    assert helpers.intents(ceph_client, layout.uuid) == {
+        names.pending_key(1): '["attempt of 1"]'
+    }
+    # Another index of the same object; a missing image is found after
+    # the claim, which the caller takes back.
+    assert claim(2, "no-such-image") == (rbd_images.MISSING, None)
+    assert set(helpers.intents(ceph_client, layout.uuid)) == {
+        names.pending_key(1),
+        names.pending_key(2),
+    }
+    assert helpers.snapshots(ceph_client, layout.image()) == ["snapmanager-1"]
+    # Through the backend: an intent means the attempt did not finish, so
+    # the general path removes what it left and takes the index anew.
+    result = rbd_backend.snapshot(
+        layout.instance(), helpers.FakeDomain(), 1, "skip"
+    )
+    assert [entry["snapshot"] for entry in result.disks] == ["snapmanager-1"]
+    import rbd
+
+    with rbd.Image(ceph_client, layout.image(), read_only=True) as image:
+        (snap,) = image.list_snaps()
+    assert snap["name"] == "snapmanager-1" and snap["id"] > snap_id
+    assert set(helpers.intents(ceph_client, layout.uuid)) == {
+        names.pending_key(2)
+    }
 
 
 def test_a_failed_snapshot_leaves_nothing(
