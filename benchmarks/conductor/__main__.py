@@ -68,6 +68,13 @@ def parse_args(argv=None):
         f"(default {REPEAT}, {QUICK_REPEAT} with --quick)",
     )
     parser.add_argument(
+        "--fanout-repeat",
+        type=int,
+        metavar="N",
+        default=1,
+        help="fan-out: runs of each size, the medians reported (default 1)",
+    )
+    parser.add_argument(
         "--window",
         type=int,
         metavar="N",
@@ -86,6 +93,8 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if args.repeat is not None and args.repeat < 1:
         parser.error("--repeat must be at least 1")
+    if args.fanout_repeat < 1:
+        parser.error("--fanout-repeat must be at least 1")
     for size in args.instances or ():
         if size < 200 or size % planning.PROJECT_SIZE:
             parser.error("--instances: a multiple of 100, at least 200")
@@ -143,6 +152,7 @@ def main(argv=None):
                         ceph,
                         fanout_sizes,
                         profile=args.profile,
+                        repeat=args.fanout_repeat,
                     )
                 )
     except (

@@ -32,10 +32,12 @@ secret, the vhost, the database and the services' directory.
 import concurrent.futures
 import contextlib
 import datetime
+import itertools
 import os
 import pathlib
 import shlex
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -200,7 +202,9 @@ class Fleet:
         self.layouts = []
         self.domains = []
         self.times = {}
-        self.cpu = None  # CPU seconds of conductor and agent, fan-out
+        # CPU seconds used during each run ("agent", "loop", "8
+        # threads"): see _cpu_of.
+        self.cpu = {}
 
     def create(self):
         started = time.monotonic()
@@ -342,10 +346,67 @@ def _cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+# The daemons every run uses, by the name the CPU note gives them.
+DAEMONS = {
+    "ceph-mon": "Ceph",
+    "ceph-osd": "Ceph",
+    "ceph-mgr": "Ceph",
+    "mariadbd": "MariaDB",
+    "mysqld": "MariaDB",
+    "beam.smp": "RabbitMQ",
+    # The agent's lookups and XML reads (the loops make none).
+    "libvirtd": "libvirt",
+    "virtqemud": "libvirt",
+}
+DAEMON_NAMES = sorted(set(DAEMONS.values()))
+
+
+def _daemon_cpu():
+    """CPU seconds Ceph's, MariaDB's and RabbitMQ's daemons on this
+    machine have used so far, by name (:data:`DAEMONS`)."""
+    used = dict.fromkeys(DAEMONS.values(), 0.0)
+    for proc in pathlib.Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            name = (proc / "comm").read_text().strip()
+            if name in DAEMONS:
+                used[DAEMONS[name]] += _cpu_seconds(proc.name)
+        except OSError:
+            continue  # gone meanwhile
+    return used
+
+
+@contextlib.contextmanager
+def _cpu_of(into, what, pids=()):
+    """Record in ``into[what]`` the CPU seconds the daemons, this
+    process (the raw loops' Ceph client) and ``pids`` (the services)
+    use inside the block."""
+    daemons, own = _daemon_cpu(), time.process_time()
+    services_before = [_cpu_seconds(pid) for pid in pids]
+    yield
+    used = {
+        name: seconds - daemons[name]
+        for name, seconds in _daemon_cpu().items()
+    }
+    used["client"] = time.process_time() - own
+    used["services"] = [
+        _cpu_seconds(pid) - before
+        for pid, before in zip(pids, services_before, strict=True)
+    ]
+    into[what] = used
+
+
 def _agent_fanout(svc, fleet):
     """(seconds from the tick to all available, seconds of the tick);
-    the CPU time each service spent go into ``fleet.cpu``."""
-    cpu = [_cpu_seconds(process.pid) for process in svc.processes]
+    the CPU time used meanwhile goes into ``fleet.cpu``."""
+    with _cpu_of(
+        fleet.cpu, "agent", [process.pid for process in svc.processes]
+    ):
+        return _timed_fanout(svc, fleet)
+
+
+def _timed_fanout(svc, fleet):
     _make_due(svc.engine, fleet.project_id)
 
     def all_available():
@@ -367,32 +428,30 @@ def _agent_fanout(svc, fleet):
         f"{fleet.size} snapshots available",
         interval=0.25,
     )
-    fleet.cpu = [
-        _cpu_seconds(process.pid) - before
-        for process, before in zip(svc.processes, cpu, strict=True)
-    ]
     tick, recorded, done = _timeline(svc.engine, fleet.project_id)
     return (done - tick).total_seconds(), (recorded - tick).total_seconds()
 
 
-def _raw_loop(ioctx, images):
-    started = time.perf_counter()
-    for name in images:
-        with rbd.Image(ioctx, name) as image:
-            image.create_snap(RAW_SNAP)
-    return time.perf_counter() - started
+def _raw_loop(ioctx, images, cpu):
+    with _cpu_of(cpu, "loop"):
+        started = time.perf_counter()
+        for name in images:
+            with rbd.Image(ioctx, name) as image:
+                image.create_snap(RAW_SNAP)
+        return time.perf_counter() - started
 
 
-def _raw_threaded(ioctx, images):
+def _raw_threaded(ioctx, images, cpu):
     def snap(name):
         with rbd.Image(ioctx, name) as image:
             image.create_snap(RAW_THREADED_SNAP)
 
-    started = time.perf_counter()
-    with concurrent.futures.ThreadPoolExecutor(RAW_THREADS) as pool:
-        for future in [pool.submit(snap, name) for name in images]:
-            future.result()
-    return time.perf_counter() - started
+    with _cpu_of(cpu, "8 threads"):
+        started = time.perf_counter()
+        with concurrent.futures.ThreadPoolExecutor(RAW_THREADS) as pool:
+            for future in [pool.submit(snap, name) for name in images]:
+                future.result()
+        return time.perf_counter() - started
 
 
 @contextlib.contextmanager
@@ -448,7 +507,10 @@ def _measure(svc, fleet, ioctx, repetition):
         (agent, tick), (raw, threaded) = report.in_turn(
             repetition,
             lambda: _agent_fanout(svc, fleet),
-            lambda: (_raw_loop(ioctx, images), _raw_threaded(ioctx, images)),
+            lambda: (
+                _raw_loop(ioctx, images, fleet.cpu),
+                _raw_threaded(ioctx, images, fleet.cpu),
+            ),
         )
         _check_snapshots(ioctx, images)
         return agent, tick, raw, threaded
@@ -463,12 +525,14 @@ def _measure(svc, fleet, ioctx, repetition):
             fleet.remove()
 
 
-def run(mariadb, rabbitmq, libvirt_info, ceph, sizes, profile=None):
-    """Measure every size; return the table (a list of lines).
+def run(mariadb, rabbitmq, libvirt_info, ceph, sizes, profile=None, repeat=1):
+    """Measure every size ``repeat`` times; return the table (a list of
+    lines): the medians of the runs, and the range of their ratios.
 
     ``profile``: a directory for the services' CPU samples (see
     :mod:`benchmarks.conductor.sampler`), or None."""
-    lines, notes = [], []
+    lines, notes, cpu_notes = [], [], []
+    turn = itertools.count()
     with contextlib.ExitStack() as stack:
         svc = Services(
             stack, mariadb, rabbitmq, libvirt_info, ceph, max(sizes), profile
@@ -476,40 +540,28 @@ def run(mariadb, rabbitmq, libvirt_info, ceph, sizes, profile=None):
         conn = libvirt.open(libvirt_info["uri"])
         stack.callback(conn.close)
         ioctx, secret_uuid = stack.enter_context(common.ceph_pool(conn, ceph))
-        for repetition, size in enumerate(sizes):
-            fleet = Fleet(
-                size,
-                conn,
-                ioctx,
-                ceph,
-                secret_uuid,
-                libvirt_info["domain_prefix"],
-            )
-            agent, tick, raw, threaded = _measure(
-                svc, fleet, ioctx, repetition
-            )
-            lines.append(
-                [
-                    f"{size:,}",
-                    f"{agent:.2f}",
-                    f"{raw:.2f}",
-                    f"{threaded:.2f}",
-                    report.ratio(agent, raw),
-                    report.ratio(agent, threaded),
-                    f"{agent * 1000 / size:.1f}",
-                    f"{raw * 1000 / size:.1f}",
-                    f"{tick:.2f}",
-                    f"{fleet.cpu[0]:.1f}",
-                    f"{fleet.cpu[1]:.1f}",
-                ]
-            )
-            notes.append(
-                f"{size:,}: "
-                + ", ".join(
-                    f"{what} in {seconds:.1f} s"
-                    for what, seconds in fleet.times.items()
+        for size in sizes:
+            runs = []
+            for _ in range(repeat):
+                fleet = Fleet(
+                    size,
+                    conn,
+                    ioctx,
+                    ceph,
+                    secret_uuid,
+                    libvirt_info["domain_prefix"],
                 )
-            )
+                runs.append((_measure(svc, fleet, ioctx, next(turn)), fleet))
+            lines.append(_row(size, runs))
+            for _times, fleet in runs:
+                cpu_notes.append(f"{size:,}: " + _cpu_note(fleet.cpu))
+                notes.append(
+                    f"{size:,}: "
+                    + ", ".join(
+                        f"{what} in {seconds:.1f} s"
+                        for what, seconds in fleet.times.items()
+                    )
+                )
     return report.table(
         "RBD fan-out: N shut-off instances due in one window; seconds; "
         "ratio = agent / loop, agent / 8 threads",
@@ -520,6 +572,7 @@ def run(mariadb, rabbitmq, libvirt_info, ceph, sizes, profile=None):
             "8 thr. s",
             "ratio",
             "ratio 8",
+            "r8 lo-hi",
             "agent ms/1",
             "loop ms/1",
             "tick s",
@@ -528,6 +581,9 @@ def run(mariadb, rabbitmq, libvirt_info, ceph, sizes, profile=None):
         ),
         lines,
         [
+            f"each size measured {repeat} time(s), the agent and the loops "
+            "taking turns going first; the medians of the runs, and the "
+            "lowest and highest of their agent / 8 threads ratios",
             "agent: from the conductor's tick to the last snapshot "
             "recorded available (conductor and agent processes, "
             f"[compute] workers = {RAW_THREADS}); loop: "
@@ -539,5 +595,52 @@ def run(mariadb, rabbitmq, libvirt_info, ceph, sizes, profile=None):
             f"images of {IMAGE_SIZE // MiB} MiB, empty; set-up and clean-up "
             f"on {SETUP_THREADS} threads:",
             *notes,
+            "CPU seconds used during each run, by the daemons and by the "
+            "raw loops' client (this process):",
+            *cpu_notes,
         ],
     )
+
+
+def _row(size, runs):
+    """The table's line of one size: medians over its runs."""
+    agent, tick, raw, threaded = (
+        statistics.median(times[column] for times, _fleet in runs)
+        for column in range(4)
+    )
+    ratios = [times[0] / times[3] for times, _fleet in runs]
+    services_cpu = [
+        statistics.median(
+            fleet.cpu["agent"]["services"][which] for _times, fleet in runs
+        )
+        for which in (0, 1)
+    ]
+    return [
+        f"{size:,}",
+        f"{agent:.2f}",
+        f"{raw:.2f}",
+        f"{threaded:.2f}",
+        report.ratio(agent, raw),
+        report.ratio(agent, threaded),
+        f"{min(ratios):.2f}-{max(ratios):.2f}",
+        f"{agent * 1000 / size:.1f}",
+        f"{raw * 1000 / size:.1f}",
+        f"{tick:.2f}",
+        *(f"{used:.1f}" for used in services_cpu),
+    ]
+
+
+def _cpu_note(cpu):
+    parts = []
+    for run in ("agent", "loop", "8 threads"):
+        used = cpu[run]
+        client = (
+            "conductor {:.1f}, agent {:.1f}".format(*used["services"])
+            if run == "agent"
+            else f"client {used['client']:.1f}"
+        )
+        daemons = ", ".join(
+            f"{name} {used[name]:.1f}" for name in DAEMON_NAMES
+        )
+        parts.append(f"{run}: {client}, {daemons}")
+    return "; ".join(parts)
