@@ -348,9 +348,9 @@ def _cpu_seconds(pid):
 
 # The daemons every run uses, by the name the CPU note gives them.
 DAEMONS = {
-    "ceph-mon": "Ceph",
-    "ceph-osd": "Ceph",
-    "ceph-mgr": "Ceph",
+    "ceph-mon": "Ceph mon",
+    "ceph-osd": "Ceph OSD",
+    "ceph-mgr": "Ceph mgr",
     "mariadbd": "MariaDB",
     "mysqld": "MariaDB",
     "beam.smp": "RabbitMQ",
