@@ -117,7 +117,15 @@ def abort(dom, timeout):
 
 def targets_of_running_job(dom, timeout):
     """Target files of the backup job running on ``dom``, if any."""
-    if _job_type(dom, timeout) == libvirt.VIR_DOMAIN_JOB_NONE:
+    try:
+        job = _job_type(dom, timeout)
+    except exception.BackendError as exc:
+        if _stopped(dom, timeout, exc):
+            # Nova stopped or destroyed it (a hard reboot): the job
+            # ended with its QEMU, and libvirt refuses to talk of jobs.
+            return []
+        raise
+    if job == libvirt.VIR_DOMAIN_JOB_NONE:
         return []
     try:
         xml = calls.bounded("backup XML", timeout, dom.backupGetXMLDesc, 0)
@@ -130,6 +138,20 @@ def targets_of_running_job(dom, timeout):
         for element in ElementTree.fromstring(xml).findall("disks/disk/target")
         if element.get("file")
     ]
+
+
+def _stopped(dom, timeout, exc):
+    """Whether ``exc`` (from a job query) is libvirt's answer for a
+    domain that no longer runs, and it indeed does not."""
+    code = exc.kwargs.get("origin_code")
+    if code == libvirt.VIR_ERR_NO_DOMAIN:
+        return True
+    if code != libvirt.VIR_ERR_OPERATION_INVALID:
+        return False
+    try:
+        return not calls.bounded("domain state", timeout, dom.isActive)
+    except exception.BackendError as again:
+        return again.kwargs.get("origin_code") == libvirt.VIR_ERR_NO_DOMAIN
 
 
 def abort_if_writing_under(dom, root, timeout):

@@ -9,6 +9,7 @@ domain looks exactly as Nova left it: disks on Nova's paths, the chain
 """
 
 import json
+import logging
 import os
 import pwd
 
@@ -359,6 +360,38 @@ def test_external_snapshot_of_a_guest_that_powers_off_during_the_copy(
         stored, "qcow2", nova_like.BASE_PATTERN, "1M", "64k"
     )
     assert_store_clean(nova_host, inst)
+    nova_like.undefine_as_nova(inst.dom)
+
+
+def test_backup_of_a_guest_nova_destroys_during_the_job(
+    backend, make_instance, file_mode, nova_host, monkeypatch, caplog
+):
+    """A hard reboot or a stop while the backup job runs: QEMU ends the
+    job with it. The snapshot fails and leaves nothing, Nova's files are
+    untouched, and the job gone with its domain is no error of ours."""
+    file_mode("backup")
+    inst = make_instance()
+    checksum = nova_like.sha256(inst.bases["disk"])
+
+    def while_the_job_runs(step):
+        if step == "backup-started":
+            inst.dom.destroy()
+
+    monkeypatch.setattr(crashpoints, "reached", while_the_job_runs)
+
+    with caplog.at_level(logging.DEBUG, logger="snapmanager_nova"):
+        with pytest.raises(exception.SnapmanagerException):
+            backend.snapshot(inst.describe(), inst.dom, 1, "prefer")
+
+    assert backend.list_indexes(inst.uuid) == []
+    assert nova_like.sha256(inst.bases["disk"]) == checksum
+    assert_nova_layout(inst)
+    assert_store_clean(nova_host, inst)
+    assert [
+        record.getMessage()
+        for record in caplog.records
+        if record.levelno >= logging.ERROR
+    ] == []
     nova_like.undefine_as_nova(inst.dom)
 
 
