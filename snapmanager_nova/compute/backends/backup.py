@@ -117,15 +117,7 @@ def abort(dom, timeout):
 
 def targets_of_running_job(dom, timeout):
     """Target files of the backup job running on ``dom``, if any."""
-    try:
-        job = _job_type(dom, timeout)
-    except exception.BackendError as exc:
-        if _stopped(dom, timeout, exc):
-            # Nova stopped or destroyed it (a hard reboot): the job
-            # ended with its QEMU, and libvirt refuses to talk of jobs.
-            return []
-        raise
-    if job == libvirt.VIR_DOMAIN_JOB_NONE:
+    if _job_of_running_domain(dom, timeout) == libvirt.VIR_DOMAIN_JOB_NONE:
         return []
     try:
         xml = calls.bounded("backup XML", timeout, dom.backupGetXMLDesc, 0)
@@ -138,6 +130,19 @@ def targets_of_running_job(dom, timeout):
         for element in ElementTree.fromstring(xml).findall("disks/disk/target")
         if element.get("file")
     ]
+
+
+def _job_of_running_domain(dom, timeout):
+    """The domain's job type, the clean-up's way: none once the domain
+    no longer runs."""
+    try:
+        return _job_type(dom, timeout)
+    except exception.BackendError as exc:
+        if _stopped(dom, timeout, exc):
+            # Nova stopped or destroyed it (a hard reboot): the job
+            # ended with its QEMU, and libvirt refuses to talk of jobs.
+            return libvirt.VIR_DOMAIN_JOB_NONE
+        raise
 
 
 def _stopped(dom, timeout, exc):
@@ -165,7 +170,7 @@ def abort_if_writing_under(dom, root, timeout):
         return False
     abort(dom, timeout)
     deadline = time.monotonic() + timeout
-    while _job_type(dom, timeout) != libvirt.VIR_DOMAIN_JOB_NONE:
+    while _job_of_running_domain(dom, timeout) != libvirt.VIR_DOMAIN_JOB_NONE:
         overlay.check_deadline("abort backup", deadline, timeout)
         time.sleep(POLL_SECONDS)
     return True
