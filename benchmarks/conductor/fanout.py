@@ -362,8 +362,8 @@ DAEMON_NAMES = sorted(set(DAEMONS.values()))
 
 
 def _daemon_cpu():
-    """CPU seconds Ceph's, MariaDB's and RabbitMQ's daemons on this
-    machine have used so far, by name (:data:`DAEMONS`)."""
+    """CPU seconds the daemons of :data:`DAEMONS` (Ceph's, MariaDB's,
+    RabbitMQ's, libvirt's) on this machine have used so far, by name."""
     used = dict.fromkeys(DAEMONS.values(), 0.0)
     for proc in pathlib.Path("/proc").iterdir():
         if not proc.name.isdigit():
