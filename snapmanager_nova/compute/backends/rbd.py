@@ -382,13 +382,12 @@ class RbdBackend(base.Backend):
     def _entry(self, instance_uuid, disk, index, created):
         """The JSON-able record of one disk's part of snapshot ``index``.
 
-        ``created``: {image: (snapshot id, size)} of the plain snapshots
+        ``created``: {image: provisioned size} of the plain snapshots
         just made; a group snapshot's part is read back from the image.
         ``used_bytes`` is None until :meth:`measure`.
         """
         if disk.image in created:
-            _snap_id, size = created[disk.image]
-            kind = KIND_USER
+            size, kind = created[disk.image], KIND_USER
         else:
             state = self._read_image(instance_uuid, disk.pool, disk.image)
             snap = state.snap(index) if state else None
