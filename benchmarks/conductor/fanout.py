@@ -23,6 +23,10 @@ of this run's own, the agent with the RBD backend only. For each N:
   with as much parallelism as a plain script would use.
 
 The agent and the loops take turns going first from one N to the next.
+A first, untimed round of :data:`WARM_UP` instances warms both sides
+up: the agent's first snapshot opens its Ceph pool and libvirt
+connection and the conductor's first cast its RabbitMQ connection,
+which would otherwise count in the first size's first run.
 The services talk on a RabbitMQ vhost of this run's own (see
 :func:`benchmarks.common.private_vhost`). Everything is removed
 afterwards, also on failure: snapshots, images, domains, the libvirt
@@ -65,6 +69,8 @@ IMAGE_SIZE = 4 * MiB
 RAW_SNAP = "bench-raw"
 RAW_THREADED_SNAP = "bench-raw8"
 RAW_THREADS = 8
+# Instances of the untimed first round.
+WARM_UP = RAW_THREADS
 # Snapshots each image holds at the end: the agent's and both loops'.
 SNAPSHOTS_EACH = 3
 # Threads that create and remove the images and domains (setup and
@@ -540,17 +546,22 @@ def run(mariadb, rabbitmq, libvirt_info, ceph, sizes, profile=None, repeat=1):
         conn = libvirt.open(libvirt_info["uri"])
         stack.callback(conn.close)
         ioctx, secret_uuid = stack.enter_context(common.ceph_pool(conn, ceph))
+
+        def fleet_of(size):
+            return Fleet(
+                size,
+                conn,
+                ioctx,
+                ceph,
+                secret_uuid,
+                libvirt_info["domain_prefix"],
+            )
+
+        _measure(svc, fleet_of(WARM_UP), ioctx, 0)
         for size in sizes:
             runs = []
             for _ in range(repeat):
-                fleet = Fleet(
-                    size,
-                    conn,
-                    ioctx,
-                    ceph,
-                    secret_uuid,
-                    libvirt_info["domain_prefix"],
-                )
+                fleet = fleet_of(size)
                 runs.append((_measure(svc, fleet, ioctx, next(turn)), fleet))
             lines.append(_row(size, runs))
             for _times, fleet in runs:
@@ -582,7 +593,8 @@ def run(mariadb, rabbitmq, libvirt_info, ceph, sizes, profile=None, repeat=1):
         lines,
         [
             f"each size measured {repeat} time(s), the agent and the loops "
-            "taking turns going first; the medians of the runs, and the "
+            "taking turns going first, after an untimed round of "
+            f"{WARM_UP} instances; the medians of the runs, and the "
             "lowest and highest of their agent / 8 threads ratios",
             "agent: from the conductor's tick to the last snapshot "
             "recorded available (conductor and agent processes, "
