@@ -232,10 +232,14 @@ def test_the_intent_is_claimed_in_the_call_that_snapshots(
             f'["attempt of {index}"]',
         )
 
+    def only_snapshot():
+        with rbd.Image(ceph_client, layout.image(), read_only=True) as image:
+            (snap,) = image.list_snaps()
+        return snap
+
     refused, size = claim(1)
     assert refused is None and size == helpers.DISK_SIZE
-    with rbd.Image(ceph_client, layout.image(), read_only=True) as image:
-        (first,) = image.list_snaps()
+    first = only_snapshot()
     assert first["name"] == "snapmanager-1"
     assert helpers.intents(ceph_client, layout.uuid) == {
         names.pending_key(1): '["attempt of 1"]'
@@ -259,8 +263,7 @@ def test_the_intent_is_claimed_in_the_call_that_snapshots(
         layout.instance(), helpers.FakeDomain(), 1, "skip"
     )
     assert [entry["snapshot"] for entry in result.disks] == ["snapmanager-1"]
-    with rbd.Image(ceph_client, layout.image(), read_only=True) as image:
-        (snap,) = image.list_snaps()
+    snap = only_snapshot()
     assert snap["name"] == "snapmanager-1" and snap["id"] > first["id"]
     assert set(helpers.intents(ceph_client, layout.uuid)) == {
         names.pending_key(2)
