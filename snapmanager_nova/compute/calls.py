@@ -248,6 +248,26 @@ def bounded(
         raise translate(operation, exc) from exc
 
 
+def in_background(operation, func, *args, call_pool=None):
+    """Run ``func(*args)`` on the pool's threads and return at once.
+
+    For clean-ups whose outcome nothing waits for, such as closing an
+    image handle whose snapshot is already made: the operation goes on
+    (and reports) while the library finishes. A failure is logged.
+    """
+
+    def run():
+        try:
+            func(*args)
+        except Exception as exc:
+            LOG.warning("%s failed: %s", operation, translate(operation, exc))
+
+    try:
+        _executor(call_pool).submit(run)
+    except RuntimeError:
+        run()  # the interpreter is exiting: no new threads, so here
+
+
 def _result(operation, future):
     try:
         return future.result()

@@ -237,6 +237,9 @@ class RbdBackend(base.Backend):
                     index,
                     self.names.intent_object(uuid),
                     json.dumps([f"{disk.pool}/{disk.image}"]),
+                    # The intent's removal and the report need not wait
+                    # for the handle's close (its lock and watch).
+                    close=self._client.close_later,
                 )
                 if created is not None:
                     _test_crash_point("image-snapshotted")

@@ -172,11 +172,15 @@ IN_USE = "in use"  # the index is taken (a plain or a group snapshot)
 MARKED = "marked"  # an older agent's mark says the index is being taken
 
 
-def snapshot_claimed(ioctx, name, names, group_name, index, intent, value):
+def snapshot_claimed(
+    ioctx, name, names, group_name, index, intent, value, close=None
+):
     """Snapshot ``index`` of the image under the instance's crash intent,
     in one call: the intent (``value`` under the index's key in the
     object ``intent``) is claimed while the image opens, and the
-    snapshot is made only once the claim is on the OSD.
+    snapshot is made only once the claim is on the OSD. ``close``, if
+    given, gets the image handle once the snapshot is made, to close it
+    off the snapshot's path; otherwise it is closed before returning.
 
     Returns ``(None, provisioned size)``, or ``(reason,
     None)`` when it was not made: :data:`CLAIMED` (nothing written), or
@@ -220,7 +224,11 @@ def snapshot_claimed(ioctx, name, names, group_name, index, intent, value):
         # Not to be made once its caller has given up (it would be left
         # behind with the intent already gone).
         calls.check_deadline()
-        return None, _create_snap(image, names.snapshot(index))
+        size = _create_snap(image, names.snapshot(index))
+        if close is not None:
+            handed, image = image, None  # ``close``'s to close from here
+            close(handed)
+        return None, size
     finally:
         if image is not None:
             image.close()
