@@ -22,7 +22,8 @@ of this run's own, the agent with the RBD backend only. For each N:
   :data:`RAW_THREADS` threads sharing that connection: the storage work
   with as much parallelism as a plain script would use.
 
-The agent and the loops take turns going first from one N to the next.
+The agent and the loops take turns going first from one N to the next,
+and each of the three starts on an idle machine (:data:`QUIET_CPU`).
 A first, untimed round of :data:`WARM_UP` instances warms both sides
 up: the agent's first snapshot opens its Ceph pool and libvirt
 connection and the conductor's first cast its RabbitMQ connection,
@@ -86,6 +87,17 @@ DISTURBED = (
 )
 CONDUCTOR = "snapmanager-conductor"
 COMPUTE = "snapmanager-compute"
+# Each timed part starts on an idle machine: Ceph's daemons and the
+# services together used at most QUIET_CPU CPU seconds in the last
+# QUIET_SPAN seconds. The OSD trims the snapshots of a removed fleet
+# for a while after the removal returns, and the agent measures its
+# snapshots' sizes once it has had nothing else to do for 2 s; either
+# would otherwise count in whichever part it overlaps. Waited for at
+# most QUIET_TIMEOUT seconds, then the part runs all the same and the
+# note says so.
+QUIET_SPAN = 1.0
+QUIET_CPU = 0.05
+QUIET_TIMEOUT = 120
 
 
 class FanoutError(Exception):
@@ -403,6 +415,36 @@ def _cpu_of(into, what, pids=()):
     into[what] = used
 
 
+def _busy_cpu(pids):
+    """CPU seconds Ceph's daemons and processes ``pids`` used so far."""
+    daemons = _daemon_cpu()
+    return (
+        daemons["Ceph OSD"]
+        + daemons["Ceph mon"]
+        + sum(_cpu_seconds(pid) for pid in pids)
+    )
+
+
+def _wait_quiet(svc, fleet):
+    """Return once the machine is idle (see :data:`QUIET_CPU`), or after
+    :data:`QUIET_TIMEOUT` seconds; the wait goes into ``fleet.times``."""
+    pids = [process.pid for process in svc.processes]
+    started = time.monotonic()
+    while True:
+        before = _busy_cpu(pids)
+        time.sleep(QUIET_SPAN)
+        quiet = _busy_cpu(pids) - before <= QUIET_CPU
+        waited = time.monotonic() - started
+        if quiet or waited >= QUIET_TIMEOUT:
+            break
+    what = (
+        "waited for an idle machine"
+        if quiet
+        else "gave up waiting for an idle machine"
+    )
+    fleet.times[what] = fleet.times.get(what, 0.0) + waited
+
+
 def _agent_fanout(svc, fleet):
     """(seconds from the tick to all available, seconds of the tick);
     the CPU time used meanwhile goes into ``fleet.cpu``."""
@@ -510,13 +552,19 @@ def _measure(svc, fleet, ioctx, repetition):
         fleet.create()
         _insert_rows(svc.engine, fleet, svc.host)
         images = fleet.images()
+
+        def timed_agent():
+            _wait_quiet(svc, fleet)
+            return _agent_fanout(svc, fleet)
+
+        def timed_loops():
+            _wait_quiet(svc, fleet)
+            loop = _raw_loop(ioctx, images, fleet.cpu)
+            _wait_quiet(svc, fleet)
+            return loop, _raw_threaded(ioctx, images, fleet.cpu)
+
         (agent, tick), (raw, threaded) = report.in_turn(
-            repetition,
-            lambda: _agent_fanout(svc, fleet),
-            lambda: (
-                _raw_loop(ioctx, images, fleet.cpu),
-                _raw_threaded(ioctx, images, fleet.cpu),
-            ),
+            repetition, timed_agent, timed_loops
         )
         _check_snapshots(ioctx, images)
         return agent, tick, raw, threaded
