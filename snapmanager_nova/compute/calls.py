@@ -20,6 +20,10 @@ failed (and been reported failed), so it must not act any more:
 * such late calls are tracked per :func:`scope` (an instance), so that a
   retry of the operation can wait for them to end (:func:`settle`) before
   it cleans up what they left.
+
+A clean-up whose outcome no one waits for (closing an image handle once
+its snapshot is made) goes through :func:`in_background` instead: the
+same threads, and no caller held up by it.
 """
 
 import concurrent.futures

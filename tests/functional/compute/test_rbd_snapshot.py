@@ -8,6 +8,7 @@ import pytest
 from snapmanager_nova import exception
 from snapmanager_nova.compute.backends import rbd as rbd_mod
 from snapmanager_nova.compute.backends import rbd_images
+from tests.fixtures import services
 from tests.functional.compute import rbd_helpers as helpers
 
 # The fixtures this module uses, from the shared helpers.
@@ -268,6 +269,22 @@ def test_the_intent_is_claimed_in_the_call_that_snapshots(
     assert set(helpers.intents(ceph_client, layout.uuid)) == {
         names.pending_key(2)
     }
+
+
+def test_the_snapshot_closes_its_image_handle_after_returning(
+    rbd_backend, rbd_instance, ceph_client
+):
+    layout = rbd_instance()
+    rbd_backend.snapshot(layout.instance(), helpers.FakeDomain(), 1, "skip")
+    assert helpers.snapshots(ceph_client, layout.image()) == ["snapmanager-1"]
+    # Closed on the storage threads, off the snapshot's path, but
+    # closed: a watch of ours left on the image would fail Nova's
+    # rbd remove of it.
+    services.wait_until(
+        lambda: helpers.watchers(ceph_client, layout.image()) == [],
+        timeout=30,
+        what="the snapshot's image handle closed",
+    )
 
 
 def test_a_failed_snapshot_leaves_nothing(

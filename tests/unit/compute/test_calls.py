@@ -84,6 +84,33 @@ def test_settle_waits_for_the_late_calls_of_a_scope():
     assert calls.settle("instance-1", WAIT)
 
 
+def test_a_background_call_returns_at_once_and_logs_its_failure(
+    one_thread, caplog
+):
+    gate = threading.Event()
+    one_thread.submit(gate.wait, WAIT)  # the only thread is busy
+    closed = []
+
+    def fail():
+        raise OSError(5, "I/O error")
+
+    calls.in_background("close of image a", closed.append, "a")
+    calls.in_background("close of image b", fail)
+    assert closed == []  # queued: the caller did not wait
+    gate.set()
+    drained(one_thread)
+    assert closed == ["a"]
+    assert "close of image b failed" in caplog.text
+    assert "I/O error" in caplog.text
+
+
+def test_a_background_call_runs_in_place_once_its_pool_is_gone(one_thread):
+    one_thread.shutdown(wait=True)
+    closed = []
+    calls.in_background("close of image a", closed.append, "a")
+    assert closed == ["a"]
+
+
 def test_errors_are_translated():
     def fail():
         raise OSError(5, "I/O error")
