@@ -4,10 +4,12 @@ The agent serves the conductor's casts on its host. It owns what is common
 to every storage backend:
 
 * operations on one instance run one at a time, in arrival order, without
-  holding a worker while they wait (a queue per instance);
+  holding a worker while they wait (a queue per instance, :mod:`.queues`);
 * at most ``[compute] workers`` operations run on the host at once;
   releases for Nova's delete, rebuild and shelve-offload never wait for
-  one of them (threads of their own);
+  one of them (threads of their own), nor do the snapshots of backends
+  whose snapshot only waits on storage (RBD: ``[compute]
+  snapshot_workers``), once a worker has found the instance's disks;
 * the instance is found from its libvirt domain, never from a database;
 * a restore is refused unless the domain is shut off;
 * every outcome is reported to the conductor, which records it.
@@ -16,10 +18,8 @@ The storage work itself is a backend's (:mod:`.backends`).
 """
 
 import collections
-import concurrent.futures
 import dataclasses
 import threading
-import time
 
 import futurist
 import libvirt
@@ -32,6 +32,7 @@ from snapmanager_nova.compute import calls
 from snapmanager_nova.compute import connection
 from snapmanager_nova.compute import domain as domain_mod
 from snapmanager_nova.compute import events
+from snapmanager_nova.compute import queues as queues_mod
 from snapmanager_nova.compute import rpcapi
 from snapmanager_nova.compute import transfer
 
@@ -57,9 +58,6 @@ def _result_report(result, backend_name):
     return dict(dataclasses.asdict(result), backend=backend_name)
 
 
-# Threads serving urgent work (releases) beside the shared workers: a
-# release is a few Ceph calls, and several deletes may come at once.
-URGENT_WORKERS = 4
 # Outcomes of batched snapshots sent to the conductor in one cast: at
 # most this many, and none held longer than REPORT_DELAY seconds.
 REPORT_BATCH = 50
@@ -71,6 +69,21 @@ REPORT_DELAY = 0.2
 # nothing waits for.
 SIZE_DELAY = 60
 SIZE_QUIET = 2
+# The queues' lane for the snapshots of backends whose snapshot only
+# waits on storage (``Backend.waits_on_storage``).
+SNAPSHOT_LANE = "snapshots"
+
+
+@dataclasses.dataclass(frozen=True)
+class _SnapshotRequest:
+    """A ``create_snapshot`` as the agent was asked for it."""
+
+    context: object
+    snapshot_id: str
+    instance_uuid: str
+    index: int
+    quiesce: str
+    batched: bool
 
 
 class BatchedReports:
@@ -135,119 +148,6 @@ class BatchedReports:
                 self._send(pending[0][0], [report for _ctx, report in pending])
 
 
-class InstanceQueues:
-    """Run callables on a thread pool, one at a time per instance.
-
-    Each instance has a FIFO of pending work; only the head of an
-    instance's queue is ever running, so two operations on one instance
-    never overlap and a backlog on one instance does not tie up the
-    workers other instances need.
-
-    ``urgent`` work (a release for Nova, whose removal retries run out
-    after about a minute) goes ahead of everything still waiting on the
-    instance and never waits for a worker of the shared pool: unless the
-    instance's queue is already running (then it is next, right after
-    the operation in progress, on the same thread), a thread of its own
-    pool starts it at once, whatever the shared pool is busy with. That
-    thread runs only the urgent work and hands the rest of the queue
-    back to the shared pool.
-    """
-
-    def __init__(self, workers, urgent_workers=URGENT_WORKERS):
-        self._pool = futurist.ThreadPoolExecutor(max_workers=workers)
-        self._urgent_pool = futurist.ThreadPoolExecutor(
-            max_workers=urgent_workers
-        )
-        self._queues = {}
-        # Instances whose queue a thread is running now, and those with
-        # a run waiting for (or on) a worker of the shared pool.
-        self._running = set()
-        self._pooled = set()
-        self._guard = threading.Lock()
-        # When work was last queued or running.
-        self._last_busy = time.monotonic()
-
-    def submit(self, instance_uuid, func, *args, urgent=False):
-        """Queue ``func(*args)`` for the instance; return its Future."""
-        future = concurrent.futures.Future()
-        item = (future, func, args, urgent)
-        with self._guard:
-            self._last_busy = time.monotonic()
-            queue = self._queues.setdefault(instance_uuid, collections.deque())
-            if not urgent:
-                queue.append(item)
-                if instance_uuid in self._pooled or (
-                    instance_uuid in self._running
-                ):
-                    return future
-                self._pooled.add(instance_uuid)
-                start = self._pool
-            else:
-                # Behind the running head and earlier urgent work.
-                position = 1 if instance_uuid in self._running else 0
-                while position < len(queue) and queue[position][3]:
-                    position += 1
-                queue.insert(position, item)
-                if instance_uuid in self._running:
-                    return future
-                start = self._urgent_pool
-        start.submit(self._drain, instance_uuid, start is self._urgent_pool)
-        return future
-
-    def _drain(self, instance_uuid, urgent_only=False):
-        with self._guard:
-            if not urgent_only:
-                self._pooled.discard(instance_uuid)
-            if (
-                instance_uuid in self._running
-                or instance_uuid not in self._queues
-            ):
-                return  # another thread runs it, or it ran already
-            self._running.add(instance_uuid)
-        while True:
-            with self._guard:
-                queue = self._queues[instance_uuid]
-                if not queue or (urgent_only and not queue[0][3]):
-                    self._running.discard(instance_uuid)
-                    if not queue:
-                        del self._queues[instance_uuid]
-                        self._last_busy = time.monotonic()
-                    elif instance_uuid not in self._pooled:
-                        # The rest waits for a worker, as it would have.
-                        self._pooled.add(instance_uuid)
-                        self._pool.submit(self._drain, instance_uuid)
-                    return
-                future, func, args, _urgent = queue[0]
-            try:
-                future.set_result(func(*args))
-            except Exception as exc:
-                # Work functions report their own failures; this only keeps
-                # a bug in one from stalling the instance's queue.
-                LOG.exception("Unexpected error in work on %s", instance_uuid)
-                future.set_exception(exc)
-            finally:
-                with self._guard:
-                    queue.popleft()
-
-    def wait_idle(self, timeout, poll=0.1, stop=None, quiet=0.0):
-        """Wait until no work has been queued or running on any instance
-        for ``quiet`` seconds, at most ``timeout`` seconds, and not once
-        the event ``stop`` is set; whether it is idle."""
-        deadline = time.monotonic() + timeout
-        stop = stop or threading.Event()
-        while True:
-            with self._guard:
-                idle_for = time.monotonic() - self._last_busy
-                if not self._queues and idle_for >= quiet:
-                    return True
-            if time.monotonic() >= deadline or stop.wait(poll):
-                return False
-
-    def shutdown(self, wait=True):
-        self._urgent_pool.shutdown(wait=wait)
-        self._pool.shutdown(wait=wait)
-
-
 class ComputeManager:
     target = messaging.Target(version=rpcapi.ComputeAPI.RPC_API_VERSION)
 
@@ -259,7 +159,10 @@ class ComputeManager:
         self.backends = backends
         self.conductor = conductor_api
         self.libvirt = connection.LibvirtConnection(connect)
-        self.queues = InstanceQueues(CONF.compute.workers)
+        self.queues = queues_mod.InstanceQueues(
+            CONF.compute.workers,
+            lanes={SNAPSHOT_LANE: CONF.compute.snapshot_workers},
+        )
         self.reports = BatchedReports(self.conductor.snapshots_reported)
         # Sizes are measured after the snapshot is reported, one at a
         # time, so that walking images never takes a snapshot's worker.
@@ -405,7 +308,7 @@ class ComputeManager:
         Answered only once done (a call, not a cast): Nova's driver must
         not list the instance's images before this has finished. It runs
         ahead of any queued work on the instance, on a thread of its own
-        (:class:`InstanceQueues`), so a burst of other instances' work
+        (:class:`.queues.InstanceQueues`), so a burst of other instances' work
         never delays it.
         """
         future = self.queues.submit(
@@ -481,28 +384,45 @@ class ComputeManager:
         quiesce,
         batched=False,
     ):
+        """Find the instance's disks, then take the snapshot: here, or,
+        for a backend whose snapshot only waits on storage, on the
+        snapshot lane's threads while this worker moves on."""
         # No progress casts around the work: nothing reads the
         # instance's ``committed``/``root_index`` they recorded.
+        request = _SnapshotRequest(
+            context, snapshot_id, instance_uuid, index, quiesce, batched
+        )
         try:
             dom = self._lookup(instance_uuid)
             instance = self._describe(dom)
             backend = self._backend_for(instance)
-            result = backend.snapshot(instance, dom, index, quiesce)
         except Exception as exc:
-            self._log_failure("Snapshot", instance_uuid, exc)
-            if batched:
-                self.reports.add(
-                    context,
-                    {"snapshot_id": snapshot_id, "error": str(exc)},
-                    outcome=True,
-                )
-            else:
-                self.conductor.snapshot_failed(context, snapshot_id, str(exc))
+            self._snapshot_failed(request, exc)
+            return None
+        if backend.waits_on_storage:
+            return queues_mod.Continue(
+                SNAPSHOT_LANE,
+                self._take_snapshot,
+                request,
+                backend,
+                instance,
+                dom,
+            )
+        return self._take_snapshot(request, backend, instance, dom)
+
+    def _take_snapshot(self, request, backend, instance, dom):
+        try:
+            result = backend.snapshot(
+                instance, dom, request.index, request.quiesce
+            )
+        except Exception as exc:
+            self._snapshot_failed(request, exc)
             return
-        if result.size_bytes is None and not batched:
+        uuid, index = request.instance_uuid, request.index
+        if result.size_bytes is None and not request.batched:
             # A single cast's report carries the size, as it always did
             # (a conductor before RPC 1.2 takes no size later).
-            measured = self._measured(backend, instance_uuid, index, result)
+            measured = self._measured(backend, uuid, index, result)
             if measured is not None:
                 disks, size = measured
                 result = dataclasses.replace(
@@ -511,35 +431,50 @@ class ComputeManager:
         # The host goes with it: a file-backed snapshot stays in this
         # host's store when the server moves, and work on it comes here.
         report = dict(_result_report(result, instance.backend), host=self.host)
-        if batched:
+        if request.batched:
             self.reports.add(
-                context,
-                {"snapshot_id": snapshot_id, "result": report},
+                request.context,
+                {"snapshot_id": request.snapshot_id, "result": report},
                 outcome=True,
             )
         else:
-            self.conductor.snapshot_created(context, snapshot_id, report)
-        if result.size_bytes is None and batched:
+            self.conductor.snapshot_created(
+                request.context, request.snapshot_id, report
+            )
+        if result.size_bytes is None and request.batched:
             # Measured after the report, off the snapshot's path.
             self._sizing.submit(
                 self._measure,
-                context,
+                request.context,
                 backend,
-                instance_uuid,
-                snapshot_id,
+                uuid,
+                request.snapshot_id,
                 index,
                 result,
             )
         LOG.info(
             "Snapshot %s (index %d) of %s taken: %s bytes, quiesced=%s, "
             "guest paused %.3f s",
-            snapshot_id,
+            request.snapshot_id,
             index,
-            instance_uuid,
+            uuid,
             result.size_bytes,
             result.quiesced,
             result.pause_seconds,
         )
+
+    def _snapshot_failed(self, request, exc):
+        self._log_failure("Snapshot", request.instance_uuid, exc)
+        if request.batched:
+            self.reports.add(
+                request.context,
+                {"snapshot_id": request.snapshot_id, "error": str(exc)},
+                outcome=True,
+            )
+        else:
+            self.conductor.snapshot_failed(
+                request.context, request.snapshot_id, str(exc)
+            )
 
     @staticmethod
     def _measured(backend, instance_uuid, index, result):

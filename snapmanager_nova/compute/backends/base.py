@@ -47,6 +47,11 @@ class Backend(abc.ABC):
     """Storage operations on one instance's disks."""
 
     name = None
+    # Whether a snapshot only waits on storage (metadata operations on a
+    # cluster, no data copied on this host): such snapshots run on the
+    # agent's snapshot threads (``[compute] snapshot_workers``), beside
+    # the workers that copy and restore.
+    waits_on_storage = False
 
     @abc.abstractmethod
     def snapshot(self, instance, dom, index, quiesce):

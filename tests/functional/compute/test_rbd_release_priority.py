@@ -2,12 +2,13 @@
 
 Nova's delete, rebuild and shelve-offload retry ``rbd remove`` for about
 a minute while an image has snapshots, then leak it: the agent's
-``release_instance`` must not wait for a worker behind a burst of other
-instances' snapshots. Here every worker of the agent's manager is busy
-on real RBD snapshots (their conductor reports held back, as by a slow
-bus) with more queued behind them, and a release of another instance is
-asked for: it completes, and Nova's own removal succeeds at its first
-try, while every one of the burst's snapshots is still unreported.
+``release_instance`` must not wait for a thread behind a burst of other
+instances' snapshots. Here every thread of the agent's manager that
+takes RBD snapshots is busy on real ones (their conductor reports held
+back, as by a slow bus) with more queued behind them, and a release of
+another instance is asked for: it completes, and Nova's own removal
+succeeds at its first try, while every one of the burst's snapshots is
+still unreported.
 """
 
 import threading
@@ -69,9 +70,11 @@ def call_timeout():
     # The deadline of the release call, for the run without the fix.
     CONF.set_override("call_timeout", 60, group="compute")
     CONF.set_override("workers", WORKERS, group="compute")
+    CONF.set_override("snapshot_workers", WORKERS, group="compute")
     yield
     CONF.clear_override("call_timeout", group="compute")
     CONF.clear_override("workers", group="compute")
+    CONF.clear_override("snapshot_workers", group="compute")
 
 
 def test_release_beats_a_burst_of_snapshots(
@@ -96,11 +99,11 @@ def test_release_beats_a_burst_of_snapshots(
                 agent.create_snapshot(
                     None, layout.uuid, f"snap-{burst}", index, "skip"
                 )
-        # Every worker is taken by a snapshot of the burst.
+        # Every snapshot thread is taken by a snapshot of the burst.
         wait_until(
             lambda: conductor.held == WORKERS,
             timeout=60,
-            what="the workers busy with the burst",
+            what="the snapshot threads busy with the burst",
         )
 
         released = {}
@@ -115,7 +118,7 @@ def test_release_beats_a_burst_of_snapshots(
         wait_until(
             lambda: "indexes" in released,
             timeout=60,
-            what="the release done while the burst holds every worker",
+            what="the release done while the burst holds every thread",
         )
         assert released["indexes"] == [1]
         # Not one snapshot of the burst got its report through.

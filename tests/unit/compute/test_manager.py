@@ -6,6 +6,7 @@ real. The storage work is the backends', tested against real libvirt and
 Ceph in tests/functional/compute.
 """
 
+import contextlib
 import threading
 import time
 import uuid
@@ -146,17 +147,28 @@ def define(conn, start=False):
     return instance_uuid
 
 
-@pytest.fixture
-def agent(conn):
-    CONF.set_override("workers", 4, group="compute")
-    backend = SlowBackend()
+@contextlib.contextmanager
+def running_agent(conn, backend, **compute_options):
+    """(manager, backend, conductor) of an agent serving ``backend`` as
+    the file backend, with ``compute_options`` set in [compute]."""
+    for name, value in compute_options.items():
+        CONF.set_override(name, value, group="compute")
     conductor = RecordingConductor()
     mgr = compute_manager.ComputeManager(
         "host-1", {"file": backend}, conductor, connect=lambda: conn
     )
-    yield mgr, backend, conductor
-    mgr.cleanup_host()
-    CONF.clear_override("workers", group="compute")
+    try:
+        yield mgr, backend, conductor
+    finally:
+        mgr.cleanup_host()
+        for name in compute_options:
+            CONF.clear_override(name, group="compute")
+
+
+@pytest.fixture
+def agent(conn):
+    with running_agent(conn, SlowBackend(), workers=4) as running:
+        yield running
 
 
 def wait_for(predicate, timeout=10):
@@ -320,99 +332,6 @@ def test_init_host_skips_a_domain_undefined_while_it_starts(conn):
     assert kept in recovered and gone not in recovered
 
 
-def test_a_failing_work_item_does_not_stall_the_queue():
-    queues = compute_manager.InstanceQueues(2)
-    done = threading.Event()
-
-    def boom():
-        raise RuntimeError("bug")
-
-    queues.submit("i-1", boom)
-    queues.submit("i-1", done.set)
-    assert done.wait(5)
-    queues.shutdown()
-
-
-def test_urgent_work_needs_no_free_worker():
-    queues = compute_manager.InstanceQueues(1)
-    gate = threading.Event()
-    order = []
-    queues.submit("i-1", gate.wait, 30)
-    queues.submit("i-2", order.append, "queued")
-    urgent = queues.submit("i-3", order.append, "urgent", urgent=True)
-    # The only worker is held by i-1; the release of i-3 runs anyway.
-    urgent.result(timeout=30)
-    assert order == ["urgent"]
-    gate.set()
-    queues.shutdown()
-    assert order == ["urgent", "queued"]
-
-
-def test_urgent_work_follows_the_running_operation_of_its_instance():
-    queues = compute_manager.InstanceQueues(2)
-    gate = threading.Event()
-    started = threading.Event()
-    order = []
-
-    def running():
-        started.set()
-        gate.wait(30)
-        order.append("running")
-
-    queues.submit("i-1", running)
-    assert started.wait(30)
-    queues.submit("i-1", order.append, "queued")
-    first = queues.submit("i-1", order.append, "urgent-1", urgent=True)
-    second = queues.submit("i-1", order.append, "urgent-2", urgent=True)
-    gate.set()
-    first.result(timeout=30)
-    second.result(timeout=30)
-    queues.shutdown()
-    # Never beside the operation in progress; ahead of waiting work.
-    assert order == ["running", "urgent-1", "urgent-2", "queued"]
-
-
-def test_urgent_work_hands_the_rest_back_to_the_workers():
-    queues = compute_manager.InstanceQueues(1)
-    gate = threading.Event()
-    order = []
-    queues.submit("i-1", gate.wait, 30)
-    # i-2's queue waits for the busy worker; its release does not.
-    queued = queues.submit("i-2", order.append, "queued")
-    queues.submit("i-2", order.append, "urgent", urgent=True).result(30)
-    assert order == ["urgent"]
-    gate.set()
-    queued.result(timeout=30)
-    queues.shutdown()
-    assert order == ["urgent", "queued"]
-
-
-def test_idle_means_quiet_for_a_while():
-    """Sizes wait for a quiet agent: a gap between two messages of a
-    fan-out is not idle yet, and stopping the agent ends the wait."""
-    queues = compute_manager.InstanceQueues(2)
-    queues.submit("i-1", time.sleep, 0.2).result(timeout=30)
-    idle = []
-    waiter = threading.Thread(
-        target=lambda: idle.append(queues.wait_idle(30, poll=0.01, quiet=1))
-    )
-    waiter.start()
-    # Work comes again before the quiet time is over: still waiting.
-    time.sleep(0.5)
-    queues.submit("i-2", time.sleep, 0.2).result(timeout=30)
-    ended = time.monotonic()
-    waiter.join(timeout=30)
-    assert idle == [True]
-    assert time.monotonic() - ended >= 0.9
-    queues.submit("i-1", time.sleep, 0).result(timeout=30)
-    assert not queues.wait_idle(0.05, poll=0.01, quiet=1)
-    stop = threading.Event()
-    stop.set()
-    assert not queues.wait_idle(30, poll=0.01, stop=stop, quiet=60)
-    assert queues.wait_idle(0, quiet=0)
-    queues.shutdown()
-
-
 def test_mixed_backends_are_refused(agent):
     mgr, _, _ = agent
     from snapmanager_nova.compute import domain
@@ -461,13 +380,8 @@ class UnmeasuredBackend(SlowBackend):
 
 @pytest.fixture
 def unmeasured_agent(conn):
-    backend = UnmeasuredBackend()
-    conductor = RecordingConductor()
-    mgr = compute_manager.ComputeManager(
-        "host-1", {"file": backend}, conductor, connect=lambda: conn
-    )
-    yield mgr, backend, conductor
-    mgr.cleanup_host()
+    with running_agent(conn, UnmeasuredBackend()) as running:
+        yield running
 
 
 def reported(conductor):
@@ -568,3 +482,65 @@ def test_the_last_expected_outcome_goes_at_once():
     assert sent == []  # a size is no outcome
     reports.add(None, {"snapshot_id": 2}, outcome=True)
     assert [len(batch) for batch in sent] == [3]
+
+
+class StorageBoundBackend(SlowBackend):
+    """A backend whose snapshot only waits on storage, as RBD's."""
+
+    waits_on_storage = True
+
+
+@pytest.fixture
+def storage_agent(conn):
+    with running_agent(
+        conn, StorageBoundBackend(), workers=1, snapshot_workers=4
+    ) as running:
+        yield running
+
+
+def test_snapshots_that_wait_on_storage_run_beside_the_workers(
+    storage_agent, conn
+):
+    mgr, backend, conductor = storage_agent
+    uuids = [define(conn) for _ in range(8)]
+    mgr.create_snapshots(
+        None,
+        [
+            {
+                "instance_uuid": instance_uuid,
+                "snapshot_id": f"s{index}",
+                "index": index,
+                "quiesce": "prefer",
+            }
+            for index, instance_uuid in enumerate(uuids, 1)
+        ],
+    )
+
+    wait_for(lambda: len(reported(conductor)) == 8)
+    assert sorted(
+        report["snapshot_id"]
+        for report in reported(conductor)
+        if "result" in report
+    ) == sorted(f"s{index}" for index in range(1, 9))
+    # One worker finds the disks; up to snapshot_workers snapshots run.
+    assert 1 < backend.max_parallel <= CONF.compute.snapshot_workers
+
+
+def test_snapshots_that_wait_on_storage_stay_serialized_per_instance(
+    storage_agent, conn
+):
+    mgr, backend, conductor = storage_agent
+    instance_uuid = define(conn)
+    for index in range(1, 5):
+        mgr.create_snapshot(None, instance_uuid, f"s{index}", index, "skip")
+    mgr.delete_snapshot(None, "s1", instance_uuid, "file", 1, [])
+    wait_for(lambda: conductor.methods().count("snapshot_created") == 4)
+    wait_for(lambda: len(backend.log) == 5)
+    assert backend.overlaps_per_instance == 0
+    assert [what for _, what in backend.log] == [
+        ("snapshot", 1),
+        ("snapshot", 2),
+        ("snapshot", 3),
+        ("snapshot", 4),
+        ("delete", 1),
+    ]
