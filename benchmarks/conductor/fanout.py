@@ -12,18 +12,23 @@ of this run's own, the agent with the RBD backend only. For each N:
 * **agent**: one UPDATE makes all N schedules due at once; the
   conductor's clock (ticking every second) claims them in one tick,
   records N ``creating`` rows and casts N snapshots to the agent, which
-  takes them ``[compute] workers`` at a time and reports each to the
-  conductor, which records it ``available``. The time is from the tick
-  (the first schedule the tick advanced, ``schedules.updated_at``) to
-  the last ``completed_at``, both written by the conductor.
+  finds each one's disks on :data:`RAW_THREADS` ``[compute] workers``
+  and takes them ``[compute] snapshot_workers`` at a time (its default,
+  :data:`AGENT_IN_FLIGHT`), and reports each to the conductor, which
+  records it ``available``. The time is from the tick (the first
+  schedule the tick advanced, ``schedules.updated_at``) to the last
+  ``completed_at``, both written by the conductor.
 * **loop**: ``create_snap`` on each of the same images in turn, through
   a Ceph connection of this process: the bare storage work.
 * **8 threads**: the same open, ``create_snap`` and close on
   :data:`RAW_THREADS` threads sharing that connection: the storage work
   with as much parallelism as a plain script would use.
+* **16 threads**: the same on :data:`AGENT_IN_FLIGHT` threads, as many
+  snapshots in flight as the agent has: what the agent's own work
+  around each snapshot costs, with the parallelism the same.
 
 The agent and the loops take turns going first from one N to the next,
-and each of the three starts on an idle machine (:data:`QUIET_CPU`).
+and each of the four starts on an idle machine (:data:`QUIET_CPU`).
 A first, untimed round of :data:`WARM_UP` instances warms both sides
 up: the agent's first snapshot opens its Ceph pool and libvirt
 connection and the conductor's first cast its RabbitMQ connection,
@@ -68,12 +73,17 @@ CONF = sm_conf.CONF
 MiB = rbd_helpers.MiB
 IMAGE_SIZE = 4 * MiB
 RAW_SNAP = "bench-raw"
-RAW_THREADED_SNAP = "bench-raw8"
 RAW_THREADS = 8
+# The agent's snapshots in flight: [compute] snapshot_workers' default.
+AGENT_IN_FLIGHT = CONF.compute.snapshot_workers
+# The threaded loops: their CPU notes' and columns' names.
+THREADED = {
+    threads: f"{threads} threads" for threads in (RAW_THREADS, AGENT_IN_FLIGHT)
+}
 # Instances of the untimed first round.
 WARM_UP = RAW_THREADS
-# Snapshots each image holds at the end: the agent's and both loops'.
-SNAPSHOTS_EACH = 3
+# Snapshots each image holds at the end: the agent's and the loops'.
+SNAPSHOTS_EACH = 2 + len(THREADED)
 # Threads that create and remove the images and domains (setup and
 # cleanup, never timed against anything).
 SETUP_THREADS = 8
@@ -136,7 +146,8 @@ class Services:
                     "instances_path": str(directory / "instances"),
                     "snapshot_store_path": str(directory / "snapshots"),
                     "backends": "rbd",
-                    # As many snapshots at once as the threaded loop.
+                    # Lookups on as many threads as the 8-thread loop;
+                    # the snapshots on AGENT_IN_FLIGHT, the default.
                     "workers": str(RAW_THREADS),
                 },
                 "rbd": {
@@ -489,14 +500,14 @@ def _raw_loop(ioctx, images, cpu):
         return time.perf_counter() - started
 
 
-def _raw_threaded(ioctx, images, cpu):
+def _raw_threaded(ioctx, images, cpu, threads):
     def snap(name):
         with rbd.Image(ioctx, name) as image:
-            image.create_snap(RAW_THREADED_SNAP)
+            image.create_snap(f"{RAW_SNAP}{threads}")
 
-    with _cpu_of(cpu, "8 threads"):
+    with _cpu_of(cpu, THREADED[threads]):
         started = time.perf_counter()
-        with concurrent.futures.ThreadPoolExecutor(RAW_THREADS) as pool:
+        with concurrent.futures.ThreadPoolExecutor(threads) as pool:
             for future in [pool.submit(snap, name) for name in images]:
                 future.result()
         return time.perf_counter() - started
@@ -560,14 +571,19 @@ def _measure(svc, fleet, ioctx, repetition):
         def timed_loops():
             _wait_quiet(svc, fleet)
             loop = _raw_loop(ioctx, images, fleet.cpu)
-            _wait_quiet(svc, fleet)
-            return loop, _raw_threaded(ioctx, images, fleet.cpu)
+            threaded = []
+            for threads in THREADED:
+                _wait_quiet(svc, fleet)
+                threaded.append(
+                    _raw_threaded(ioctx, images, fleet.cpu, threads)
+                )
+            return loop, *threaded
 
-        (agent, tick), (raw, threaded) = report.in_turn(
+        (agent, tick), (raw, *threaded) = report.in_turn(
             repetition, timed_agent, timed_loops
         )
         _check_snapshots(ioctx, images)
-        return agent, tick, raw, threaded
+        return agent, tick, raw, *threaded
     except BaseException:
         # Nothing may still be working on the images while they go.
         svc.env.stop_all()
@@ -623,15 +639,17 @@ def run(mariadb, rabbitmq, libvirt_info, ceph, sizes, profile=None, repeat=1):
                 )
     return report.table(
         "RBD fan-out: N shut-off instances due in one window; seconds; "
-        "ratio = agent / loop, agent / 8 threads",
+        f"ratio = agent / loop, agent / {RAW_THREADS} threads, agent / "
+        f"{AGENT_IN_FLIGHT} threads",
         (
             "instances",
             "agent s",
             "loop s",
-            "8 thr. s",
+            *(f"{threads} thr. s" for threads in THREADED),
             "ratio",
-            "ratio 8",
-            "r8 lo-hi",
+            f"ratio {RAW_THREADS}",
+            f"r{RAW_THREADS} lo-hi",
+            *(f"ratio {threads}" for threads in list(THREADED)[1:]),
             "agent ms/1",
             "loop ms/1",
             "tick s",
@@ -643,12 +661,13 @@ def run(mariadb, rabbitmq, libvirt_info, ceph, sizes, profile=None, repeat=1):
             f"each size measured {repeat} time(s), the agent and the loops "
             "taking turns going first, after an untimed round of "
             f"{WARM_UP} instances; the medians of the runs, and the "
-            "lowest and highest of their agent / 8 threads ratios",
+            f"lowest and highest of their agent / {RAW_THREADS} threads "
+            "ratios",
             "agent: from the conductor's tick to the last snapshot "
             "recorded available (conductor and agent processes, "
-            f"[compute] workers = {RAW_THREADS}); loop: "
-            "create_snap on each image in turn; 8 thr.: the same on "
-            f"{RAW_THREADS} threads",
+            f"[compute] workers = {RAW_THREADS}, snapshot_workers = "
+            f"{AGENT_IN_FLIGHT}); loop: create_snap on each image in turn; "
+            "N thr.: the same on N threads",
             "ms/1: per instance; tick s: the tick's claim and its N "
             "snapshot rows, before its casts; CPU: seconds the conductor's "
             "and the agent's processes used meanwhile",
@@ -664,9 +683,9 @@ def run(mariadb, rabbitmq, libvirt_info, ceph, sizes, profile=None, repeat=1):
 
 def _row(size, runs):
     """The table's line of one size: medians over its runs."""
-    agent, tick, raw, threaded = (
+    agent, tick, raw, threaded, *more_threads = (
         statistics.median(times[column] for times, _fleet in runs)
-        for column in range(4)
+        for column in range(3 + len(THREADED))
     )
     ratios = [times[0] / times[3] for times, _fleet in runs]
     services_cpu = [
@@ -679,10 +698,11 @@ def _row(size, runs):
         f"{size:,}",
         f"{agent:.2f}",
         f"{raw:.2f}",
-        f"{threaded:.2f}",
+        *(f"{seconds:.2f}" for seconds in (threaded, *more_threads)),
         report.ratio(agent, raw),
         report.ratio(agent, threaded),
         f"{min(ratios):.2f}-{max(ratios):.2f}",
+        *(report.ratio(agent, seconds) for seconds in more_threads),
         f"{agent * 1000 / size:.1f}",
         f"{raw * 1000 / size:.1f}",
         f"{tick:.2f}",
@@ -692,7 +712,7 @@ def _row(size, runs):
 
 def _cpu_note(cpu):
     parts = []
-    for run in ("agent", "loop", "8 threads"):
+    for run in ("agent", "loop", *THREADED.values()):
         used = cpu[run]
         client = (
             "conductor {:.1f}, agent {:.1f}".format(*used["services"])
